@@ -1,0 +1,40 @@
+# The two set-up commands: `make run` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+FMNIST := /usr/share/datasets/fashion-mnist
+RECIPE ?= recipes/fashion_mnist_mlp.yaml
+# torch first, pinned to the local CPU wheel, so no later requirement can pull a CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: run test venv data bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist when we may install packages; otherwise
+# trainlab looks in $$TRAINLAB_DATA and ~/.cache/trainlab and downloads as a last resort.
+data:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing dataset-fashion-mnist with apt-get"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
+	fi
+
+run: venv data
+	$(VENV)/bin/trainlab train $(RECIPE)
+
+test: venv data
+	$(PY) -m pytest -q
+
+bench: venv data
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,80 @@
+"""Data: sources (registry), splits, preprocessing and the fast in-memory loader."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..registry import Registry
+from . import synthetic, vision
+from .bundle import DataBundle, DataInfo, SourceData, Split
+from .loader import TensorLoader, eval_batches
+from .preprocess import build_preprocess
+from .splits import split_indices, subset_indices
+
+if TYPE_CHECKING:
+    from ..recipe import DataConfig
+
+SOURCES = Registry("data source", "sources", context=("seed",))
+SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 grayscale clothing, 10 classes (IDX files)",
+            aliases=("fashion-mnist", "fmnist"))
+SOURCES.add("mnist", vision.mnist, "MNIST 28×28 handwritten digits, 10 classes (IDX files)")
+SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
+
+__all__ = ["SOURCES", "DataBundle", "DataInfo", "SourceData", "Split", "TensorLoader", "build_data",
+           "eval_batches"]
+
+
+def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
+    """Load the source, carve val (and test if the source has none), fit preprocessing on train."""
+    src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed)
+    classify = src.task == "classification"
+    full = src.train
+    indices: dict[str, torch.Tensor] = {}
+    if src.test is None:
+        keep, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=classify)
+        test = Split(full.x[test_idx], full.y[test_idx])
+        full = Split(full.x[keep], full.y[keep])
+        indices["test"] = test_idx
+    else:
+        test = src.test
+    tr_idx, va_idx = split_indices(full.y, cfg.val_fraction, seed + 1, stratify=classify)
+    train = Split(full.x[tr_idx], full.y[tr_idx])
+    val = Split(full.x[va_idx], full.y[va_idx]) if len(va_idx) else None
+    indices.update(train=tr_idx, val=va_idx)
+    if cfg.subset is not None:
+        keep = subset_indices(len(train), cfg.subset, seed)
+        train = Split(train.x[keep], train.y[keep])
+        indices["train"] = tr_idx[keep]
+
+    splits = {"train": train, "val": val, "test": test}
+    if src.kind == "image":  # raw uint8 pixels -> float in [0, 1], once for the whole split
+        splits = {k: (Split(s.x.float().div_(255.0) if s.x.dtype == torch.uint8 else s.x.float(), s.y)
+                      if s is not None else None) for k, s in splits.items()}
+    elif src.kind in ("vector", "tabular"):
+        splits = {k: (Split(s.x.float(), s.y) if s is not None else None) for k, s in splits.items()}
+
+    stats = {}
+    for step in build_preprocess(cfg.preprocess):
+        step.fit(splits["train"].x)  # statistics from the training split only
+        splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
+        stats["normalize"] = step.stats()
+
+    num_classes = len(src.class_names) if (classify and src.class_names) else (
+        int(full.y.max()) + 1 if classify else None)
+    counts = {}
+    if classify:
+        counts = {k: torch.bincount(s.y, minlength=num_classes).tolist() for k, s in splits.items() if s is not None}
+    info = DataInfo(
+        task=src.task,
+        input_shape=tuple(train.x.shape[1:]),
+        num_classes=num_classes,
+        output_dim=num_classes if classify else (int(train.y.shape[1]) if train.y.ndim > 1 else 1),
+        kind=src.kind,
+        class_names=src.class_names if classify else None,
+        class_counts=counts,
+        sizes={k: len(s) for k, s in splits.items() if s is not None},
+        stats=stats,
+        extra=src.extra,
+    )
+    return DataBundle(splits["train"], splits["val"], splits["test"], info, indices)

@@ -1,0 +1,50 @@
+"""Linear models and multi-layer perceptrons."""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from torch import nn
+
+Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"]
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+               "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
+
+
+def _in_features(info) -> int:
+    return math.prod(info.input_shape)
+
+
+def linear(info, bias: bool = True) -> nn.Module:
+    """One linear layer from the flattened input to the outputs (logits or regression targets)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(_in_features(info), info.output_dim, bias=bias))
+
+
+def mlp(info, widths: list[int] = [256], activation: Activation = "relu", dropout: float = 0.0,
+        norm: Literal["none", "batch", "layer"] = "none") -> nn.Module:
+    """Flatten → [Linear → norm → activation → dropout] per width → Linear head.
+
+    Initialization: Kaiming (He) for ReLU-family activations, Xavier (Glorot) for tanh/sigmoid.
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    d = _in_features(info)
+    for w in widths:
+        layers.append(nn.Linear(d, w))
+        if norm == "batch":
+            layers.append(nn.BatchNorm1d(w))
+        elif norm == "layer":
+            layers.append(nn.LayerNorm(w))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        d = w
+    head = nn.Linear(d, info.output_dim)
+    model = nn.Sequential(*layers, head)
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and m is not head:
+            if activation in ("tanh", "sigmoid"):
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return model

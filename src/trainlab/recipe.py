@@ -1,0 +1,251 @@
+"""The recipe: one YAML file, validated by this pydantic schema, that drives a whole run.
+
+This schema is the single source of truth for every option: its default, type and the one-line
+description under each field. `trainlab recipe-doc` and the README's recipe reference are
+generated from it. Component sections (data source, model, loss, optimizer, schedule) also
+accept the keyword options of the chosen registry entry; those are checked against the
+entry's factory signature by `Recipe.check()`.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import RecipeError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(BaseModel):
+    """A section whose extra keys are the options of a registry entry."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(Component):
+    source: str = Field("fashion_mnist", description="Data source registry name (`trainlab list sources`).")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0,
+                                description="Share of the training split held out for validation (stratified for classification).")
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                 description="Share held out for test when the source has no test split of its own.")
+    batch_size: int = Field(128, ge=1, description="Training batch size.")
+    eval_batch_size: int = Field(1024, ge=1, description="Batch size for validation, test and prediction.")
+    subset: float | int | None = Field(None, gt=0,
+                                       description="Keep only this many training samples (int) or this share (float < 1); for quick runs.")
+    preprocess: list[dict[str, Any] | str] = Field(
+        default_factory=list, description="Transforms fitted on the training split, e.g. `[{normalize: standard}]`.")
+    augment: list[dict[str, Any] | str] = Field(
+        default_factory=list, description="Batched training-time augmentations, e.g. `[{hflip: 0.5}]`.")
+    on_device: bool = Field(True, description="Keep in-memory data on the training device (no copy per step).")
+
+
+class ModelConfig(Component):
+    name: str = Field("mlp", description="Model registry name (`trainlab list models`); other keys are its options.")
+
+
+class LossConfig(Component):
+    name: str = Field("auto", description="Loss registry name; `auto` picks cross_entropy for classification, mse for regression.")
+
+
+class OptimConfig(Component):
+    name: str = Field("adamw", description="Optimizer registry name (`trainlab list optimizers`); other keys are its options.")
+    lr: float = Field(1e-3, gt=0, description="Base learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 (coupled) or decoupled weight decay, as the optimizer defines it.")
+    decay_bias_and_norm: bool = Field(False, description="Also apply weight decay to biases and normalization weights.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty coefficient added to the loss.")
+    lr_mult: dict[str, float] = Field(default_factory=dict,
+                                      description="Per-module learning-rate multipliers by parameter-name prefix, e.g. `{head: 10}`.")
+
+
+class ScheduleConfig(Component):
+    name: str = Field("constant", description="LR schedule registry name (`trainlab list schedules`); stepped every optimizer step.")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(5, ge=1, description="Number of passes over the training split.")
+    device: str = Field("auto", description="`auto` (cuda, then mps, then cpu), or a torch device string.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision; fp32 is fastest on CPUs without AMX.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
+    grad_clip_value: float | None = Field(None, gt=0, description="Clip each gradient element to ±this value.")
+    accumulate: int = Field(1, ge=1, description="Accumulate gradients over this many batches per optimizer step.")
+    monitor: str = Field("auto", description="Metric that picks the `best` checkpoint; `auto`: val.accuracy or val.loss.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
+    channels_last: bool = Field(True, description="Use channels_last memory format for 4-D inputs (faster BN conv nets).")
+    log_every: int = Field(50, ge=1, description="Steps between progress-bar loss updates (each is one device sync).")
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = Field("val.loss", description="Logged metric to watch, e.g. `val.accuracy`.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="Whether smaller or larger is better; auto: max for accuracy-like metrics.")
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    restore_best: bool = Field(True, description="Evaluate with the best weights at the end.")
+
+
+class OutputConfig(Section):
+    root: str = Field("runs", description="Folder under which run directories are created.")
+    plots: bool = Field(True, description="Write plots/*.png at the end of training.")
+
+
+class Recipe(Section):
+    """A whole run: data → model → loss → optimizer and schedule → training → output."""
+
+    name: str = Field("run", description="Run name; the run directory is `<root>/<name>-<timestamp>`.")
+    seed: int = Field(0, description="Seed for splits, initialization, data order and augmentation.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="Stop when the monitored metric stops improving.")
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def check(self) -> "Recipe":
+        """Validate every component's options against its registry entry. Raises RecipeError."""
+        from .data import SOURCES
+        from .losses import LOSSES
+        from .models import MODELS
+        from .optim import OPTIMIZERS, SCHEDULES
+
+        for where, reg, section in (("data", SOURCES, self.data), ("model", MODELS, self.model),
+                                    ("optim", OPTIMIZERS, self.optim), ("schedule", SCHEDULES, self.schedule)):
+            name = section.source if where == "data" else section.name
+            entry = reg.get(name, f"{where}.{'source' if where == 'data' else 'name'}")
+            try:
+                reg.validate(entry.name, section.options(), where)
+            except RecipeError as e:
+                # name the section's own keys too among the accepted ones
+                own = [k for k in type(section).model_fields if k not in ("name", "source")]
+                msg = str(e)
+                if "accepted:" in msg:
+                    msg = msg.replace("accepted: ", "accepted: " + ", ".join(own) + ", ", 1)
+                raise RecipeError(msg) from None
+        if self.loss.name != "auto":
+            entry = LOSSES.get(self.loss.name, "loss.name")
+            LOSSES.validate(entry.name, self.loss.options(), "loss")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_TYPE_WORDS = {
+    "float": "a number", "int": "an integer", "bool": "true or false", "string": "a string",
+    "list": "a list", "dict": "a mapping", "literal": "one of",
+}
+
+
+def format_validation_error(e: pydantic.ValidationError, prefix: str = "", accepted: str = "",
+                            what: str = "") -> str:
+    """One line naming the recipe path of the first problem (and how many more there are)."""
+    errs = e.errors()
+    first = errs[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-", "union["))]
+    # pydantic adds the union member type to loc (e.g. 'int', 'float'); drop those
+    loc = [p for p in loc if p not in ("int", "float", "str", "bool", "dict[str,any]", "none")]
+    path = ".".join([prefix] + loc if prefix else loc) or "recipe"
+    kind = first["type"]
+    got = first.get("input")
+    if kind == "extra_forbidden":
+        msg = f"unknown key{' for ' + what if what else ''}"
+        if accepted:
+            msg += f"; accepted: {accepted}"
+    elif kind == "missing":
+        msg = "required key is missing"
+    elif kind.endswith(("_parsing", "_type")):
+        word = next((w for k, w in _TYPE_WORDS.items() if kind.startswith(k)), None)
+        msg = f"expected {word}, got {got!r}" if word else f"{first['msg'].lower()}, got {got!r}"
+    elif kind == "literal_error":
+        msg = f"{first['msg'].lower()}, got {got!r}"
+    else:
+        msg = f"{first['msg'][0].lower()}{first['msg'][1:]}, got {got!r}"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{path}: {msg}{more}"
+
+
+def _set_path(d: dict, path: str, value: Any) -> None:
+    keys = path.split(".")
+    node = d
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """Apply `a.b=c` overrides; values are parsed as YAML (so the schema types them)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise RecipeError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        _set_path(raw, key, value)
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(f"{p}: recipe file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise RecipeError(f"{p}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{p}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
+    try:
+        recipe = Recipe.model_validate(raw)
+    except pydantic.ValidationError as e:
+        accepted = ""
+        if e.errors()[0]["type"] == "extra_forbidden":
+            loc = e.errors()[0]["loc"]
+            model: type[BaseModel] = Recipe
+            for part in loc[:-1]:
+                field = model.model_fields.get(str(part))
+                ann = getattr(field, "annotation", None)
+                model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)
+                              and issubclass(a, BaseModel)), model)
+            accepted = ", ".join(model.model_fields)
+        raise RecipeError(format_validation_error(e, accepted=accepted)) from None
+    return recipe.check()
+
+
+def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe. Raises RecipeError with the path of the bad key."""
+    if isinstance(source, Recipe):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raw = read_yaml(source)
+    return parse_recipe(apply_overrides(raw, overrides))

@@ -1,0 +1,4 @@
+"""Tracking: the run directory, metrics log and plots."""
+from .rundir import RunDir
+
+__all__ = ["RunDir"]

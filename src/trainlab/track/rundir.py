@@ -1,0 +1,146 @@
+"""The run directory: everything a run did, enough to evaluate, report, resume and export it."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunDirError
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same folder, fsync, rename: readers never see a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RunDir:
+    """A run directory (see DESIGN.md): recipe.yaml, env.json, metrics.jsonl, checkpoints/, plots/, eval/."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, path: str | Path | None = None) -> "RunDir":
+        if path is not None:
+            p = Path(path)
+            if p.exists() and any(p.iterdir()):
+                raise RunDirError(f"--run-dir {p}: folder exists and is not empty (nothing is overwritten)")
+        else:
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            p = Path(root) / f"{name}-{stamp}"
+            i = 1
+            while p.exists():
+                i += 1
+                p = Path(root) / f"{name}-{stamp}-{i}"
+        p.mkdir(parents=True, exist_ok=True)
+        return cls(p)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        p = Path(path)
+        if not (p / "recipe.yaml").is_file():
+            raise RunDirError(f"{p}: not a run directory (no recipe.yaml)")
+        return cls(p)
+
+    # --- files -----------------------------------------------------------------------------
+    @property
+    def recipe_path(self) -> Path:
+        return self.path / "recipe.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def checkpoint(self, which: str) -> Path:
+        return self.path / "checkpoints" / which
+
+    def plot(self, name: str) -> Path:
+        (self.path / "plots").mkdir(exist_ok=True)
+        return self.path / "plots" / name
+
+    def write_recipe(self, recipe) -> None:
+        atomic_write(self.recipe_path, recipe.to_yaml())
+
+    def write_json(self, rel: str, obj: Any) -> Path:
+        p = self.path / rel
+        atomic_write(p, json.dumps(obj, indent=2, default=_json_default) + "\n")
+        return p
+
+    def read_json(self, rel: str) -> Any:
+        p = self.path / rel
+        if not p.is_file():
+            raise RunDirError(f"{p}: missing")
+        return json.loads(p.read_text())
+
+    def write_env(self, device: str, seed: int, threads: int, extra: dict | None = None) -> None:
+        import torch
+
+        env = {
+            "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+            "machine": platform.machine(), "processor": platform.processor(), "device": device,
+            "threads": threads, "seed": seed, "cpu_count": os.cpu_count(),
+            "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain")),
+            "argv": sys.argv, "start": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        env.update(extra or {})
+        self.write_json("env.json", env)
+
+    def update_env(self, **fields: Any) -> None:
+        env = self.read_json("env.json") if (self.path / "env.json").is_file() else {}
+        env.update(fields)
+        self.write_json("env.json", env)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON record to metrics.jsonl (one line, flushed)."""
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record, default=_json_default) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        out = []
+        for line in self.metrics_path.read_text().splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # a line torn by a crash is not a record
+        return out
+
+
+def _json_default(o: Any) -> Any:
+    import torch
+
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
