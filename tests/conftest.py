@@ -1,0 +1,44 @@
+"""Shared fixtures: run the CLI as a user would, and make tiny recipes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run `python -m trainlab ARGS` with this checkout's src/ first; returns CompletedProcess."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "trainlab", *map(str, args)], cwd=cwd, env=e,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    def _run(*args, **kw):
+        kw.setdefault("cwd", tmp_path)
+        return run_cli(*args, **kw)
+    return _run
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    def _write(recipe: dict, name: str = "recipe.yaml") -> Path:
+        recipe = {"output": {"root": str(tmp_path / "runs")}, **recipe}
+        p = tmp_path / name
+        p.write_text(yaml.safe_dump(recipe))
+        return p
+    return _write
+
+
+needs_fmnist = pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
+                                  reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
