@@ -47,3 +47,13 @@ def test_shipped_recipes_validate():
 
     for p in sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")):
         load_recipe(p)
+
+
+def test_readme_reference_is_generated_from_the_schema():
+    from pathlib import Path
+
+    from trainlab.docgen import END, START, reference
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = text.split(START, 1)[1].split(END, 1)[0]
+    assert block == "\n" + reference(), "README is stale: run `trainlab reference --write README.md`"

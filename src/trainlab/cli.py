@@ -76,6 +76,18 @@ def cmd_list(args) -> int:
     return 0
 
 
+@command
+def cmd_reference(args) -> int:
+    from .docgen import reference, write_into
+
+    if args.write:
+        changed = write_into(args.write)
+        console.print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+    else:
+        print(reference(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainlab", description="A deep-learning training and optimization lab.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -93,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules")
     ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules"])
+    ref = sub.add_parser("reference", help="print the recipe reference (markdown) generated from the schema")
+    ref.add_argument("--write", metavar="FILE", help="replace the reference block in FILE (e.g. README.md)")
     return p
 
 
