@@ -11,9 +11,9 @@ TORCH  ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq "$(TORCH)"
+	$(PY) -m pip install -qq -e ".[test]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -33,7 +33,7 @@ test: venv data
 	$(PY) -m pytest -q
 
 bench: venv data
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -qq -e ".[bench]"
 	$(PY) benchmarks/run_all.py
 
 clean:
