@@ -79,14 +79,16 @@ def cmd_runs(args) -> int:
         diff = c["differences"]
         console.print(side_by_side("recipe differences", "key", c["runs"], diff) if diff
                       else "the recipes are identical")
-        console.print(side_by_side("final metrics", "metric", c["runs"], c["metrics"]))
+        console.print(side_by_side("final metrics", "metric", c["runs"], c["metrics"], numbers=True))
         console.print(f"validation curves: {c['plot']}")
         return 0
     rows = [index.summary_row(r) for r in index.find_runs(args.root)]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    console.print(runs_table(rows, f"runs in {args.root}") if rows else f"no run directories under {args.root}")
+    # a runs table is wide: piped output is not cut to rich's default of 80 columns
+    out = console if console.is_terminal else Console(width=max(console.width, 150))
+    out.print(runs_table(rows, f"runs in {args.root}") if rows else f"no run directories under {args.root}")
     if any(r["stale"] for r in rows):
         console.print("† env.json says running, but its process no longer exists (killed?)")
     return 0

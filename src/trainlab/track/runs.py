@@ -217,7 +217,7 @@ def final_metrics(runs: list[RunSummary]) -> dict[str, list[Any]]:
     keys: list[str] = []
     for r in runs:
         for k, v in (r.test or {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "seconds") \
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "seconds", "samples") \
                     and k not in keys:
                 keys.append(k)
     for k in keys:

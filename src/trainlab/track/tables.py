@@ -34,7 +34,8 @@ def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     """`trainlab runs`: one row per run (rows from track.runs.summary_row)."""
     table = Table(title=title)
     for col in ("run", "date", "model", "optimizer", "epochs", "best val", "test", "duration", "status"):
-        table.add_column(col, justify="right" if col in ("epochs", "duration") else "left")
+        table.add_column(col, justify="right" if col in ("epochs", "duration") else "left",
+                         no_wrap=col in ("date", "epochs", "duration", "status"))
     for r in rows:
         best = f"{r['monitor'].split('.', 1)[-1]} {r['best']:.4f}" if r["best"] is not None else "-"
         test = f"{r['test_metric']} {r['test']:.4f}" if r["test"] is not None else "-"
@@ -45,20 +46,22 @@ def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def side_by_side(title: str, first: str, names: list[str], rows: dict[str, list[Any]]) -> Table:
-    """`trainlab runs --compare`: one column per run (recipe differences, final metrics)."""
+def side_by_side(title: str, first: str, names: list[str], rows: dict[str, list[Any]],
+                 numbers: bool = False) -> Table:
+    """`trainlab runs --compare`: one column per run. Recipe values are shown as written;
+    with `numbers`, floats are rounded to 5 significant digits."""
     table = Table(title=title)
-    table.add_column(first)
+    table.add_column(first, no_wrap=True)
     for n in names:
-        table.add_column(n)
+        table.add_column(n, justify="right" if numbers else "left")
     for k, vals in rows.items():
-        table.add_row(k, *(_cell(v) for v in vals))
+        table.add_row(k, *(_cell(v, numbers) for v in vals))
     return table
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, numbers: bool) -> str:
     if v is None:
         return "-"
-    if isinstance(v, float):
-        return f"{v:.4f}"
+    if isinstance(v, float) and numbers:
+        return f"{v:.5g}"
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)

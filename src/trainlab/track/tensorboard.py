@@ -80,7 +80,7 @@ def log_split_metrics(run_dir_path: Path, split: str, metrics: dict[str, Any], s
     w = _writer(run_dir_path)
     try:
         for k, v in metrics.items():
-            if _number(v) and k not in ("epoch", "seconds"):
+            if _number(v) and k not in ("epoch", "seconds", "samples"):
                 w.add_scalar(f"{split}/{k}", v, step)
     finally:
         w.close()
