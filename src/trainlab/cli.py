@@ -36,7 +36,9 @@ def cmd_train(args) -> int:
 
     run = train(args.recipe, args.set, args.run_dir)
     m = run.metrics
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+    from .metrics import HEADLINE
+
+    shown = ", ".join(f"{k} {m[k]:.4f}" for k in HEADLINE if isinstance(m.get(k), float))
     if run.stop_reason:
         console.print(run.stop_reason)
     console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")

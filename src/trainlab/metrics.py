@@ -23,6 +23,8 @@ AVERAGES = ("macro", "micro", "weighted")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 # Expected calibration error bins: 15 as in Guo et al. 2017, "On Calibration of Modern Neural Networks".
 ECE_BINS = 15
+# the few numbers `trainlab train` prints at the end (eval/test.json has them all)
+HEADLINE = ("loss", "accuracy", "f1_macro", "auroc", "ece", "mse", "rmse", "mae", "r2")
 CURVE_POINTS = 200  # ROC / PR points kept per class in eval JSON (exact points, thinned evenly)
 _TOPK = re.compile(r"top(\d+)_accuracy")
 _PRF = re.compile(r"(precision|recall|f1)_(macro|micro|weighted)")

@@ -48,7 +48,7 @@ def build_report(rd: RunDir) -> str:
     evals = {s: run_json(rd, f"eval/{s}.json") for s in SPLITS}
     evals = {s: m for s, m in evals.items() if m}
     name = run.recipe.get("name", rd.path.name)
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>{_e(name)} · trainlab report</title><style>{CSS}</style></head><body>",
              _header(run, name), _metrics_section(run, evals), _per_class_section(evals),
              _figures_section(rd, run, evals), _timings_section(run, evals),
