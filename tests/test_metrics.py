@@ -128,3 +128,15 @@ def test_metric_names_are_checked():
                                      ("val.mae", False), ("val.r2", True)])
 def test_direction(name, up):
     assert higher_is_better(name) is up
+
+
+def test_validation_computes_what_the_monitors_name():
+    from trainlab.metrics import validation_metrics
+    from trainlab.recipe import load_recipe
+
+    r = load_recipe({"train": {"monitor": "val.f1_macro"},
+                     "early_stopping": {"monitor": "val.auroc", "patience": 1}})
+    assert validation_metrics(r, "classification") == ["accuracy", "f1_macro", "auroc"]
+    r = load_recipe({"train": {"metrics": ["ece"], "monitor": "val.loss"}})
+    assert validation_metrics(r, "classification") == ["ece"]
+    assert validation_metrics(load_recipe({}), "regression") == ["mse", "rmse", "mae", "r2"]

@@ -70,6 +70,18 @@ def default_metrics(task: str) -> list[str]:
     return ["accuracy"] if task == "classification" else list(REGRESSION_METRICS)
 
 
+def validation_metrics(recipe, task: str) -> list[str]:
+    """What validation computes each epoch: `train.metrics` (or the task's default) plus a metric
+    that `train.monitor` or `early_stopping.monitor` names, so `val.f1_macro` works unlisted."""
+    names = list(recipe.train.metrics) or default_metrics(task)
+    es = recipe.early_stopping
+    for monitor in (recipe.train.monitor, es.monitor if es is not None else ""):
+        name = monitor[4:] if monitor.startswith("val.") else ""
+        if metric_task(name) == task and name not in names:
+            names.append(name)
+    return names
+
+
 def metric_task(name: str) -> str | None:
     """'classification', 'regression', or None for a name trainlab does not know."""
     if name in REGRESSION_METRICS:

@@ -11,7 +11,7 @@ PER_CLASS_COLS = ("precision", "recall", "f1", "support", "auroc", "average_prec
 
 def metrics_table(m: dict[str, Any], title: str) -> Table:
     """The scalar metrics of an eval/<split>.json."""
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title))  # a title wider than two columns stays on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in m.items():

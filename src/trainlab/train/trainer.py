@@ -17,7 +17,8 @@ import torch
 
 from ..data import DataBundle, TensorLoader, build_data
 from ..losses import build_loss
-from ..metrics import autocast, check_metric_names, compute_metrics, higher_is_better, predict
+from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
+                       validation_metrics)
 from ..models import build_model
 from ..optim import build_optimizer, build_schedule
 from ..recipe import Recipe
@@ -182,7 +183,7 @@ class Trainer:
         out = predict(self.model, s, self.recipe.data.eval_batch_size, self.device, self.channels_last,
                       self.recipe.train.precision)
         return compute_metrics(out, s.y, self.task, self.loss_fn.cpu(), self.bundle.info.num_classes,
-                               self.recipe.train.metrics)
+                               validation_metrics(self.recipe, self.task))
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
