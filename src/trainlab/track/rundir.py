@@ -30,6 +30,12 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
+def process_identity() -> dict[str, Any]:
+    """Who is writing a run, for env.json: `trainlab runs` tells a live run from one whose process
+    died (SIGKILL leaves status "running"). A process that takes over a run (resume) writes it again."""
+    return {"host": platform.node(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+
+
 def process_start(pid: int) -> int | None:
     """When process `pid` started, in clock ticks since boot (Linux /proc), or None if unknown.
 
@@ -118,8 +124,7 @@ class RunDir:
             "threads": threads, "seed": seed, "cpu_count": os.cpu_count(),
             "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain")),
             "argv": sys.argv, "start": dt.datetime.now().isoformat(timespec="seconds"),
-            # who is writing this run: `trainlab runs` tells a live run from one whose process died
-            "host": platform.node(), "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+            **process_identity(),
         }
         env.update(extra or {})
         self.write_json("env.json", env)
