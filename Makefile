@@ -7,7 +7,7 @@ RECIPE ?= recipes/fashion_mnist_mlp.yaml
 # torch first, pinned to the local CPU wheel, so no later requirement can pull a CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: run test venv data bench lint clean
+.PHONY: run test venv data browser bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,18 @@ data:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
 	fi
 
+# Chromium for the test that opens report.html in a real headless browser (skipped without it).
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium with apt-get"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+			|| echo "could not install chromium: the report browser test will be skipped"; \
+	fi
+
 run: venv data
 	$(VENV)/bin/trainlab train $(RECIPE)
 
-test: venv data
+test: venv data browser
 	$(PY) -m pytest -q
 
 bench: venv data

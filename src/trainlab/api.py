@@ -10,7 +10,7 @@ import torch
 
 from .errors import RunDirError
 from .recipe import Recipe, load_recipe
-from .track.plots import plot_curves
+from .track.plots import lr_figure, plot_curves, save_png, scheduled_lrs
 from .track.rundir import RunDir
 
 
@@ -53,18 +53,35 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     which = "best" if rd.checkpoint("best").exists() else "last"
     trainer.load_weights(which)
     metrics = evaluate_trainer(trainer, "test", which)
-    if recipe.output.plots:
-        plot_curves(rd.metrics(), rd.plot("curves.png"), title=recipe.name)
+    _write_run_plots(trainer, metrics)
     rd.update_env(status="finished", end=_now(), stop_reason=trainer.stop_reason, epochs_run=trainer.epoch)
+    if recipe.output.report:
+        from .track.report import write_report
+
+        write_report(rd.path)
     return Run(rd, metrics, trainer.history, trainer.stop_reason)
 
 
+def _write_run_plots(trainer, test_metrics: dict[str, Any]) -> None:
+    """Curves and LR plots from metrics.jsonl; the final test metrics into TensorBoard."""
+    rd, recipe = trainer.run_dir, trainer.recipe
+    if recipe.output.plots:
+        plot_curves(rd.metrics(), rd.plot("curves.png"), title=recipe.name)
+        records = rd.metrics()
+        save_png(lr_figure(records, scheduled_lrs(recipe, records)), rd.plot("lr.png"))
+    if recipe.output.tensorboard:
+        from .track.tensorboard import log_split_metrics
+
+        log_split_metrics(rd.path, "test", test_metrics, trainer.epoch)
+
+
 def evaluate_trainer(trainer, split: str, checkpoint: str) -> dict[str, Any]:
-    """Metrics of the trainer's current weights on `split`, written to eval/<split>.json."""
-    metrics = trainer.evaluate_split(split)
-    metrics.update(split=split, checkpoint=checkpoint, epoch=trainer.epoch)
-    trainer.run_dir.write_json(f"eval/{split}.json", metrics)
-    return metrics
+    """The full metric set of the trainer's current weights on `split`, written to eval/<split>.json
+    (with the raw outputs and plots; see track/evaluation.py). The end of training and `evaluate()`
+    both come through here, so they report the same numbers (and the checkpoint's own epoch)."""
+    from .track.evaluation import write_evaluation
+
+    return write_evaluation(trainer, split, checkpoint, _checkpoint_epoch(trainer.run_dir, checkpoint))
 
 
 def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
@@ -81,6 +98,19 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     epoch = _checkpoint_epoch(rd, checkpoint)
     trainer.epoch = epoch
     return evaluate_trainer(trainer, split, checkpoint)
+
+
+def report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Write the run's self-contained report.html (or `output`); evaluates the test split first
+    when no eval/test.json exists yet, so a run directory alone is enough."""
+    from .track.report import write_report
+
+    rd = RunDir.open(run_dir)
+    if not (rd.path / "eval" / "test.json").is_file():
+        which = next((c for c in ("best", "last") if (rd.checkpoint(c) / "model.safetensors").is_file()), None)
+        if which is not None:
+            evaluate(rd.path, "test", which)
+    return write_report(rd.path, output)
 
 
 def _checkpoint_epoch(rd: RunDir, which: str) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Callable
 
@@ -35,7 +36,9 @@ def cmd_train(args) -> int:
 
     run = train(args.recipe, args.set, args.run_dir)
     m = run.metrics
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
+    from .metrics import HEADLINE
+
+    shown = ", ".join(f"{k} {m[k]:.4f}" for k in HEADLINE if isinstance(m.get(k), float))
     if run.stop_reason:
         console.print(run.stop_reason)
     console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")
@@ -46,16 +49,50 @@ def cmd_train(args) -> int:
 @command
 def cmd_evaluate(args) -> int:
     from .api import evaluate
+    from .track.tables import metrics_table, per_class_table
 
     m = evaluate(args.run_dir, args.split, args.checkpoint)
-    table = Table(title=f"{args.split} split, {args.checkpoint} checkpoint (epoch {m['epoch']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in m.items():
-        if isinstance(v, (int, float)) and k not in ("epoch",):
-            table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
-    console.print(table)
+    console.print(metrics_table(m, f"{args.split} split, {args.checkpoint} checkpoint (epoch {m['epoch']}), "
+                                   f"{m['samples']} samples"))
+    if m.get("per_class"):
+        console.print(per_class_table(m["per_class"]))
     console.print(f"wrote {args.run_dir}/eval/{args.split}.json")
+    return 0
+
+
+@command
+def cmd_report(args) -> int:
+    from .api import report
+
+    console.print(f"wrote {report(args.run_dir, args.output)}")
+    return 0
+
+
+@command
+def cmd_runs(args) -> int:
+    from .track import runs as index
+    from .track.tables import runs_table, side_by_side
+
+    if args.compare:
+        c = index.compare(args.compare, args.root, args.plot)
+        if args.json:
+            print(json.dumps(c, indent=2, default=str))
+            return 0
+        diff = c["differences"]
+        console.print(side_by_side("recipe differences", "key", c["runs"], diff) if diff
+                      else "the recipes are identical")
+        console.print(side_by_side("final metrics", "metric", c["runs"], c["metrics"], numbers=True))
+        console.print(f"validation curves: {c['plot']}")
+        return 0
+    rows = [index.summary_row(r) for r in index.find_runs(args.root)]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    # a runs table is wide: piped output is not cut to rich's default of 80 columns
+    out = console if console.is_terminal else Console(width=max(console.width, 150))
+    out.print(runs_table(rows, f"runs in {args.root}") if rows else f"no run directories under {args.root}")
+    if any(r["stale"] for r in rows):
+        console.print("† env.json says running, but its process no longer exists (killed?)")
     return 0
 
 
@@ -102,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", help="run directory")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
+
+    r = sub.add_parser("report", help="write the run's self-contained report.html")
+    r.add_argument("run_dir", help="run directory")
+    r.add_argument("--output", help="write the page here instead of RUN_DIR/report.html")
+
+    rs = sub.add_parser("runs", help="table of the runs under ROOT; --compare RUN_A RUN_B ... side by side")
+    rs.add_argument("root", nargs="?", default="runs", help="folder holding run directories (default: runs)")
+    rs.add_argument("--compare", nargs="+", metavar="RUN",
+                    help="compare these runs (paths, or names under ROOT): recipe differences, final "
+                         "metrics and one overlay plot of their validation curves")
+    rs.add_argument("--plot", help="where --compare writes its plot (default: compare.png beside the first run)")
+    rs.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules")
     ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules"])

@@ -82,6 +82,21 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
     channels_last: bool = Field(True, description="Use channels_last memory format for 4-D inputs (faster BN conv nets).")
     log_every: int = Field(50, ge=1, description="Steps between progress-bar loss updates (each is one device sync).")
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Metrics computed on the validation split each epoch, e.g. `[accuracy, f1_macro, auroc]` "
+                    "(empty: accuracy, or mse/rmse/mae/r2 for regression); see docs/evaluation.md.")
+
+    @pydantic.field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        from .metrics import metric_task
+
+        for name in names:
+            if metric_task(name) is None:
+                raise ValueError(f"unknown metric {name!r} (accuracy, topK_accuracy, precision|recall|f1_"
+                                 "macro|micro|weighted, auroc, average_precision, ece, mse, rmse, mae, r2)")
+        return names
 
 
 class EarlyStoppingConfig(Section):
@@ -95,6 +110,8 @@ class EarlyStoppingConfig(Section):
 class OutputConfig(Section):
     root: str = Field("runs", description="Folder under which run directories are created.")
     plots: bool = Field(True, description="Write plots/*.png at the end of training.")
+    tensorboard: bool = Field(True, description="Log losses, metrics, LR, throughput and the recipe to tb/ for TensorBoard.")
+    report: bool = Field(True, description="Write the self-contained report.html at the end of training.")
 
 
 class Recipe(Section):

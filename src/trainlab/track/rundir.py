@@ -30,6 +30,23 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
+def process_identity() -> dict[str, Any]:
+    """Who is writing a run, for env.json: `trainlab runs` tells a live run from one whose process
+    died (SIGKILL leaves status "running"). A process that takes over a run (resume) writes it again."""
+    return {"host": platform.node(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux /proc), or None if unknown.
+
+    With the pid it identifies a process even after the pid has been reused by another one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
@@ -107,6 +124,7 @@ class RunDir:
             "threads": threads, "seed": seed, "cpu_count": os.cpu_count(),
             "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain")),
             "argv": sys.argv, "start": dt.datetime.now().isoformat(timespec="seconds"),
+            **process_identity(),
         }
         env.update(extra or {})
         self.write_json("env.json", env)

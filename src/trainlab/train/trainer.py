@@ -17,7 +17,8 @@ import torch
 
 from ..data import DataBundle, TensorLoader, build_data
 from ..losses import build_loss
-from ..metrics import autocast, compute_metrics, higher_is_better, predict
+from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
+                       validation_metrics)
 from ..models import build_model
 from ..optim import build_optimizer, build_schedule
 from ..recipe import Recipe
@@ -63,6 +64,7 @@ class Trainer:
         self.bundle = bundle if bundle is not None else build_data(recipe.data, recipe.seed)
         info = self.bundle.info
         self.task = info.task
+        check_metric_names(recipe.train.metrics, self.task, info.num_classes)
         seed_everything(recipe.seed)  # model init does not depend on how much data loading drew
         self.model = build_model(recipe.model, info).to(self.device)
         self.channels_last = cfg.channels_last and len(info.input_shape) == 3 and any(
@@ -85,6 +87,10 @@ class Trainer:
         if recipe.early_stopping is not None:
             es = recipe.early_stopping
             self.callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
+        if recipe.output.tensorboard:
+            from ..track.tensorboard import TensorBoardLogger
+
+            self.callbacks.append(TensorBoardLogger())
         self.callbacks += callbacks or []
         # counters and state
         self.epoch = 0             # epochs completed
@@ -176,7 +182,8 @@ class Trainer:
         s = self.bundle.split(split)
         out = predict(self.model, s, self.recipe.data.eval_batch_size, self.device, self.channels_last,
                       self.recipe.train.precision)
-        return compute_metrics(out, s.y, self.task, self.loss_fn.cpu(), self.bundle.info.num_classes)
+        return compute_metrics(out, s.y, self.task, self.loss_fn.cpu(), self.bundle.info.num_classes,
+                               validation_metrics(self.recipe, self.task))
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:

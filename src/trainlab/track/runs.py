@@ -1,0 +1,245 @@
+"""The runs index: summaries of run directories (`trainlab runs`) and side-by-side comparison.
+
+Reads only what runs wrote (recipe.yaml, env.json, metrics.jsonl, eval/test.json); never writes
+into a run. A run's status is env.json's "status" (running / finished / failed / interrupted),
+except that a "running" run whose process is gone is reported as "interrupted" with
+`stale: true`: a run killed by SIGKILL, a power cut or an OOM kill never gets to update env.json.
+The process is gone when env.json's host is this machine and its pid no longer exists, or now
+belongs to a process that started at another time than the recorded one (`pid_start`), i.e. a
+reused pid. Runs written on another host keep "running": they cannot be checked from here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import RunDirError
+from .rundir import RunDir, process_start
+
+MAX_DEPTH = 3  # runs may sit in sub-folders (e.g. one per study), not deeper
+
+
+@dataclass
+class RunSummary:
+    path: Path
+    recipe: dict[str, Any]
+    env: dict[str, Any]
+    records: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    test: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def task(self) -> str:
+        return (self.env.get("data") or {}).get("task") or (
+            "classification" if any("accuracy" in r for r in self.records) else "regression")
+
+    @property
+    def monitor(self) -> str:
+        """The metric that picked the best checkpoint (train.monitor, resolved like the trainer does)."""
+        m = (self.recipe.get("train") or {}).get("monitor", "auto")
+        if m != "auto":
+            return m
+        has_val = any(r.get("split") == "val" for r in self.records)
+        if not has_val:
+            return "train.loss"
+        return "val.accuracy" if self.task == "classification" else "val.loss"
+
+    def best(self) -> tuple[str, float | None]:
+        """(monitor, its best value over the epochs logged so far)."""
+        from ..metrics import higher_is_better
+
+        split, _, key = self.monitor.partition(".")
+        vals = [r[key] for r in self.records if r.get("split") == split and key in r and
+                (split != "train" or "time" in r)]
+        if not vals:
+            return self.monitor, None
+        return self.monitor, (max(vals) if higher_is_better(self.monitor) else min(vals))
+
+    def epochs(self) -> tuple[int, int]:
+        done = max((r.get("epoch", 0) for r in self.records if r.get("split") in ("train", "val")
+                    and "step" in r and ("time" in r or r.get("split") == "val")), default=0)
+        return int(self.env.get("epochs_run", done) or done), int((self.recipe.get("train") or {}).get("epochs", 0))
+
+    def status(self) -> tuple[str, bool]:
+        """(status, stale): see the module docstring."""
+        status = self.env.get("status", "unknown")
+        if status == "running" and process_gone(self.env):
+            return "interrupted", True
+        return status, False
+
+    def duration_s(self) -> float | None:
+        start, end = _time(self.env.get("start")), _time(self.env.get("end"))
+        if start is None:
+            return None
+        if end is None:
+            if self.status()[0] != "running":  # died without an end time: the epochs it logged
+                times = [r["time"] for r in self.records if r.get("split") == "train" and "time" in r]
+                return sum(times) if times else None
+            end = dt.datetime.now()
+        return (end - start).total_seconds()
+
+    def test_metric(self) -> tuple[str, float | None]:
+        if not self.test:
+            return "", None
+        key = "accuracy" if "accuracy" in self.test else "r2" if "r2" in self.test else "loss"
+        return key, self.test.get(key)
+
+
+def process_gone(env: dict[str, Any]) -> bool:
+    pid, host = env.get("pid"), env.get("host")
+    if not isinstance(pid, int) or host != platform.node():
+        return False  # not ours to judge: written before pids were recorded, or on another machine
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # exists, owned by someone else
+    start = env.get("pid_start")
+    now = process_start(pid)
+    return start is not None and now is not None and now != start
+
+
+def _time(s: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(s) if s else None
+    except (TypeError, ValueError):
+        return None
+
+
+def load_run(path: str | Path) -> RunSummary:
+    rd = RunDir.open(path)
+    try:
+        recipe = yaml.safe_load(rd.recipe_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RunDirError(f"{rd.recipe_path}: not valid YAML ({e})") from None
+    env = _read_json(rd.path / "env.json") or {}
+    return RunSummary(rd.path, recipe, env, rd.metrics(), _read_json(rd.path / "eval" / "test.json"))
+
+
+def _read_json(p: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def find_runs(root: str | Path) -> list[RunSummary]:
+    """Every run directory under `root` (or `root` itself), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RunDirError(f"{root}: no such folder")
+    if (root / "recipe.yaml").is_file():
+        return [load_run(root)]
+    found, frontier = [], [root]
+    for _ in range(MAX_DEPTH):
+        nxt = []
+        for d in frontier:
+            for child in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if (child / "recipe.yaml").is_file():
+                    found.append(load_run(child))
+                else:
+                    nxt.append(child)
+        frontier = nxt
+    return sorted(found, key=lambda r: (r.env.get("start") or "", r.name))
+
+
+def resolve_run(arg: str, root: str | Path) -> RunSummary:
+    """A run given as a path, or as a folder name under `root`."""
+    for cand in (Path(arg), Path(root) / arg):
+        if (cand / "recipe.yaml").is_file():
+            return load_run(cand)
+    raise RunDirError(f"{arg}: not a run directory (looked for {Path(arg) / 'recipe.yaml'} "
+                      f"and {Path(root) / arg / 'recipe.yaml'})")
+
+
+def summary_row(r: RunSummary) -> dict[str, Any]:
+    """One row of `trainlab runs` (also its --json form)."""
+    optim = r.recipe.get("optim") or {}
+    monitor, best = r.best()
+    test_key, test = r.test_metric()
+    status, stale = r.status()
+    done, planned = r.epochs()
+    return {"run": r.name, "path": str(r.path), "date": (r.env.get("start") or "")[:16].replace("T", " "),
+            "model": (r.recipe.get("model") or {}).get("name", "?"),
+            "optimizer": f"{optim.get('name', '?')} lr={optim.get('lr', '?')}",
+            "epochs": done, "epochs_planned": planned, "monitor": monitor, "best": best,
+            "test_metric": test_key, "test": test, "duration_s": r.duration_s(), "status": status,
+            "stale": stale}
+
+
+# --- comparison --------------------------------------------------------------------------------
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}; lists stay values."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+MISSING = "—"
+
+
+def recipe_differences(runs: list[RunSummary]) -> dict[str, list[Any]]:
+    """Recipe keys whose values are not the same in every run: key -> value per run (MISSING if absent)."""
+    flat = [flatten(r.recipe) for r in runs]
+    keys = sorted({k for f in flat for k in f})
+    diff = {}
+    for k in keys:
+        vals = [f.get(k, MISSING) for f in flat]
+        if any(v != vals[0] for v in vals[1:]):
+            diff[k] = vals
+    return diff
+
+
+def final_metrics(runs: list[RunSummary]) -> dict[str, list[Any]]:
+    """Rows of the comparison's metrics table: best val metric, test scalars, epochs, time, status."""
+    rows: dict[str, list[Any]] = {}
+    monitors = {r.best()[0] for r in runs}
+    for m in sorted(monitors):
+        rows[f"best {m}"] = [r.best()[1] if r.best()[0] == m else None for r in runs]
+    keys: list[str] = []
+    for r in runs:
+        for k, v in (r.test or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "seconds", "samples") \
+                    and k not in keys:
+                keys.append(k)
+    for k in keys:
+        rows[f"test {k}"] = [(r.test or {}).get(k) for r in runs]
+    rows["epochs"] = [r.epochs()[0] for r in runs]
+    rows["duration_s"] = [r.duration_s() for r in runs]
+    rows["status"] = [r.status()[0] for r in runs]
+    return rows
+
+
+def compare(args: list[str], root: str | Path = "runs", plot: str | Path | None = None) -> dict[str, Any]:
+    """`trainlab runs --compare`: recipe differences, final metrics, and an overlay plot of the
+    runs' validation curves (written to `plot`, default compare.png beside the first run)."""
+    from .plots import overlay_figure, save_png
+
+    runs = [resolve_run(a, root) for a in args]
+    if len(runs) < 2:
+        raise RunDirError("runs --compare: give at least two runs")
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):  # same folder name under different roots: use the paths
+        names = [str(r.path) for r in runs]
+    path = Path(plot) if plot else runs[0].path.parent / "compare.png"
+    save_png(overlay_figure({n: r.records for n, r in zip(names, runs)}), path)
+    return {"runs": names, "paths": [str(r.path) for r in runs], "differences": recipe_differences(runs),
+            "metrics": final_metrics(runs), "plot": str(path)}
