@@ -82,6 +82,16 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
     channels_last: bool = Field(True, description="Use channels_last memory format for 4-D inputs (faster BN conv nets).")
     log_every: int = Field(50, ge=1, description="Steps between progress-bar loss updates (each is one device sync).")
+    checkpoint_every: int | None = Field(
+        1000, ge=1, description="Also checkpoint every N optimizer steps inside an epoch (a crash loses at most N steps); "
+                                "epoch ends always checkpoint. null: epoch ends only.")
+    on_nonfinite: Literal["skip", "rollback", "stop"] = Field(
+        "skip", description="On a non-finite loss or gradient: skip the step (then roll back, then stop), roll back "
+                            "to the last good checkpoint with the LR halved (then stop), or stop.")
+    nonfinite_skips: int = Field(3, ge=0, description="Non-finite steps in a row that `skip` skips before rolling back.")
+    nonfinite_rollbacks: int = Field(1, ge=0, description="Rollbacks (each halves the LR) before a non-finite run stops.")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms plus the cuDNN/cuBLAS "
+                                                   "settings for repeatable runs (recorded in env.json).")
 
 
 class EarlyStoppingConfig(Section):
