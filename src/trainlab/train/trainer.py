@@ -290,8 +290,10 @@ class Trainer:
         if verdict is not None:
             handle_nonfinite(self, *verdict)  # may raise Rollback or NonFiniteError
         every = cfg.checkpoint_every
-        # at an epoch end the epoch's own checkpoint follows, after validation
-        if self.signals.pending or (every and self.step % every == 0 and not epoch_end):
+        # at an epoch end the epoch's own checkpoint follows, after validation; none amid non-finite
+        # steps, so that a rollback goes back to before the trouble began
+        due = every and self.step % every == 0 and not epoch_end and not self.guard.consecutive
+        if self.signals.pending or due:
             sums = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "elapsed": time.perf_counter() - t0}
             saved = self._save(epoch_sums=sums)
             self.signals.raise_if_pending(self.step, saved)
@@ -314,7 +316,8 @@ class Trainer:
         return True
 
     def _checkpoint(self, logs: dict[str, Any]) -> None:
-        if self.run_dir is None:
+        # amid non-finite steps keep the last good checkpoint, unless a signal asks for one
+        if self.run_dir is None or (self.guard.consecutive and not self.signals.pending):
             return
         value = logs.get(self.monitor)
         improved = value is not None and self._improved(value)
