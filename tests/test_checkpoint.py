@@ -100,7 +100,9 @@ def test_an_interrupted_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("trainlab.train.checkpoint._sha256", disk_full)  # fails before the manifest
+    from trainlab.train import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_sha256", disk_full)  # fails before the manifest
     with pytest.raises(OSError):
         save_checkpoint(root / "last", model, state_of(2, opt), previous=root / "previous")
     monkeypatch.undo()

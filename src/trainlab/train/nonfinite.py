@@ -8,13 +8,14 @@
 A rollback reloads the newest complete checkpoint and halves the learning rate.
 
 Where it looks: on the CPU a step's verdict is read at once, because reading a CPU tensor is not a
-device sync (~4 µs); so a bad step is caught before the optimizer applies it. On an accelerator,
+device sync (~0.5 µs); so a bad step is caught before the optimizer applies it. On an accelerator,
 reading it every step would stall the device, so the flag accumulates on the device and is read
 only at the loop's existing sync points (every `log_every` steps, before each checkpoint); by then
 the bad update is applied, so there the policy can only roll back or stop.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -46,12 +47,13 @@ class NonFiniteGuard:
     # --- in the hot loop -------------------------------------------------------------------------
     def watch(self, loss: torch.Tensor) -> bool:
         """Every batch: note whether the loss is finite; returns whether it may count in the epoch's sums."""
-        bad = ~torch.isfinite(loss.detach())
         if self.immediate:
-            self.batch_ok = not bool(bad)  # a CPU read, not a device sync
+            # a CPU read, not a device sync; .item() costs 0.5 µs where a tensor isfinite() costs 10
+            self.batch_ok = math.isfinite(loss.item())
             if not self.batch_ok:
                 self._step_ok, self._what = False, "loss"
         else:
+            bad = ~torch.isfinite(loss.detach())
             self._flag = bad if self._flag is None else self._flag | bad
         return self.batch_ok
 
@@ -59,11 +61,11 @@ class NonFiniteGuard:
         """At an optimizer step: may the update be applied? `grad_norm` is the norm clipping computed."""
         ok = self._step_ok
         if grad_norm is not None:
-            bad = ~torch.isfinite(grad_norm)
             if self.immediate:
-                if ok and bool(bad):
+                if ok and not math.isfinite(grad_norm.item()):
                     ok, self._what = False, "gradient"
             else:
+                bad = ~torch.isfinite(grad_norm)
                 self._flag = bad if self._flag is None else self._flag | bad
         self._step_ok, self._last_ok = True, ok
         return ok

@@ -28,6 +28,7 @@ from .checkpoint import (load_checkpoint_state, load_model_weights, rng_state, s
                          set_rng_state)
 from .determinism import set_determinism
 from .nonfinite import NonFiniteGuard, Rollback, weights_finite
+from .recovery import handle_nonfinite
 from .signals import GracefulSignals
 
 
@@ -282,8 +283,6 @@ class Trainer:
 
     def _after_step(self, epoch_end: bool, loss_sum, correct, seen: int, t0: float) -> None:
         """At each optimizer-step boundary: non-finite policy, `checkpoint_every`, a pending signal."""
-        from .recovery import handle_nonfinite
-
         cfg = self.recipe.train
         self.signals.step = self.step
         verdict = self.guard.decide(sync_point=self.step % cfg.log_every == 0)
@@ -300,8 +299,6 @@ class Trainer:
 
     def _save(self, epoch_sums: dict[str, Any] | None = None, best: bool = False) -> bool:
         """Write checkpoints/last (the one it replaces becomes `previous`), and `best`; never non-finite weights."""
-        from .recovery import handle_nonfinite
-
         if self.run_dir is None:
             return False
         if self.guard.poll() or not weights_finite(self.model):  # a sync point: checkpoints are rare
