@@ -12,8 +12,16 @@ import torch
 from safetensors.torch import load_file
 
 from trainlab.errors import RunDirError
-from trainlab.train.checkpoint import (load_checkpoint_state, load_model_weights, newest_checkpoint, refuse_pickle,
-                                       rng_state, save_checkpoint, set_rng_state, verify_checkpoint)
+from trainlab.train.checkpoint import (
+    load_checkpoint_state,
+    load_model_weights,
+    newest_checkpoint,
+    refuse_pickle,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    verify_checkpoint,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "trainlab"
 
@@ -62,7 +70,7 @@ def test_state_round_trip_is_exact(tmp_path):
 
 
 def test_rng_state_round_trip(tmp_path):
-    model, opt = model_and_optimizer()
+    model, _ = model_and_optimizer()
     torch.manual_seed(5), np.random.seed(5)
     save_checkpoint(tmp_path / "last", model, {"rng": rng_state(), "trainer": {"step": 1}})
     want = (torch.rand(3), np.random.rand(3))
@@ -89,7 +97,7 @@ def test_rotation_keeps_previous_and_fallback_skips_damaged(tmp_path):
 
     (root / "previous" / "manifest.json").unlink()  # as if killed before the manifest was written
     folder, skipped = newest_checkpoint(root)
-    assert folder is None and "no manifest" in dict((f.name, r) for f, r in skipped)["previous"]
+    assert folder is None and "no manifest" in {f.name: r for f, r in skipped}["previous"]
 
 
 def test_an_interrupted_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
@@ -149,7 +157,7 @@ def test_no_pickle_and_no_unsafe_torch_load_in_trainlab():
     offenders = []
     for path in SRC.rglob("*.py"):
         text = path.read_text()
-        if re.search(r"^\s*(import pickle|from pickle|import dill|import cloudpickle)", text, re.M):
+        if re.search(r"^\s*(import pickle|from pickle|import dill|import cloudpickle)", text, re.MULTILINE):
             offenders.append(f"{path.name}: imports pickle")
         for call in re.finditer(r"torch\.load\(", text):
             args = text[call.end(): text.find(")", call.end()) + 1]

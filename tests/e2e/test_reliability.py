@@ -142,7 +142,7 @@ def test_sigkill_at_three_random_steps_then_resume_is_bitwise_equal(reference, t
         killed.append(last)
         proc = start("train", "--resume", run)
         target = last + rng.randint(10, 25)  # beyond what the killed process logged
-    out, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, f"seed {seed}: {err}"
     resumes = env(run)["resumes"]
     assert len(resumes) == 3 and len(set(killed)) == 3

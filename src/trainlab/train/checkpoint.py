@@ -70,6 +70,8 @@ def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -80,6 +82,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+    if "mps" in state and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
 
 
 # --- model weights ---------------------------------------------------------------------------

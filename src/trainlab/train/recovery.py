@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 LR_FACTOR = 0.5  # each rollback halves the learning rate
 
 
-def handle_nonfinite(trainer: "Trainer", action: str, what: str) -> None:
+def handle_nonfinite(trainer: Trainer, action: str, what: str) -> None:
     """Log and show a non-finite event, then act: skip (already done), rollback (raises Rollback), stop."""
     g = trainer.guard
     text = {"skip": f"step skipped ({g.consecutive} in a row, at most {g.max_skips})",
@@ -36,14 +36,14 @@ def handle_nonfinite(trainer: "Trainer", action: str, what: str) -> None:
                              "or train.grad_clip")
 
 
-def _last_good(trainer: "Trainer") -> str:
+def _last_good(trainer: Trainer) -> str:
     if trainer.run_dir is None:
         return ""
     folder, _ = newest_checkpoint(trainer.run_dir.path / "checkpoints")
     return f"; the last good checkpoint is {folder}" if folder is not None else ""
 
 
-def rollback(trainer: "Trainer") -> None:
+def rollback(trainer: Trainer) -> None:
     """Go back to the newest complete checkpoint, lower the LR, and raise Rollback to restart the loop there."""
     folder = None
     if trainer.run_dir is not None:
@@ -70,7 +70,7 @@ def rollback(trainer: "Trainer") -> None:
     raise Rollback
 
 
-def resume_latest(trainer: "Trainer") -> dict[str, Any]:
+def resume_latest(trainer: Trainer) -> dict[str, Any]:
     """Restore the trainer from its run directory's newest complete checkpoint; returns what was used.
 
     Damaged or incomplete checkpoints are skipped with a warning. With no checkpoint at all (the

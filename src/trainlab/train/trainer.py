@@ -24,8 +24,7 @@ from ..optim import build_optimizer, build_schedule
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
-from .checkpoint import (load_checkpoint_state, load_model_weights, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import load_checkpoint_state, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from .determinism import set_determinism
 from .nonfinite import NonFiniteGuard, Rollback, weights_finite
 from .recovery import handle_nonfinite
