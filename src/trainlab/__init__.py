@@ -5,7 +5,7 @@ from .track.rundir import RunDir
 from .train import Trainer
 
 # imported last: `trainlab.train` must be the function, not the subpackage of the same name
-from .api import Run, evaluate, train  # noqa: E402
+from .api import Run, evaluate, resume, train  # noqa: E402
 
-__all__ = ["Recipe", "Run", "RunDir", "Trainer", "TrainlabError", "evaluate", "load_recipe", "train"]
+__all__ = ["Recipe", "Run", "RunDir", "Trainer", "TrainlabError", "evaluate", "load_recipe", "resume", "train"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import torch
 from .errors import RunDirError
 from .recipe import Recipe, load_recipe
 from .track.plots import lr_figure, plot_curves, save_png, scheduled_lrs
-from .track.rundir import RunDir
+from .track.rundir import RunDir, process_identity
 
 
 @dataclass
@@ -29,31 +29,69 @@ class Run:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
-          run_dir: str | Path | None = None, progress: bool = True) -> Run:
-    """Train a recipe end to end; writes a run directory. Raises TrainlabError on bad input."""
+          run_dir: str | Path | None = None, progress: bool = True, callbacks: list | None = None) -> Run:
+    """Train a recipe end to end; writes a run directory. Raises TrainlabError on bad input.
+
+    `callbacks`: extra `trainlab.train.callbacks.Callback` objects for the Trainer.
+    """
     from .train import Trainer
 
     recipe = load_recipe(recipe, overrides)
     # build everything before the run directory exists: bad input leaves nothing behind
-    trainer = Trainer(recipe, progress=progress)
+    trainer = Trainer(recipe, progress=progress, callbacks=callbacks)
     rd = RunDir.create(recipe.output.root, recipe.name, run_dir)
     trainer.run_dir = rd
     rd.write_recipe(recipe)
     rd.write_env(device=str(trainer.device), seed=recipe.seed, threads=torch.get_num_threads(),
-                 extra={"status": "running", "data": trainer.bundle.info.to_dict()})
+                 extra={"status": "running", "data": trainer.bundle.info.to_dict(),
+                        "determinism": trainer.determinism})
     rd.write_json("data/split_sizes.json", trainer.bundle.info.sizes)
+    return _fit_and_finish(trainer, rd)
+
+
+def resume(run_dir: str | Path, progress: bool = True, callbacks: list | None = None) -> Run:
+    """Continue a stopped, interrupted or crashed run from its newest complete checkpoint, with its own recipe.
+
+    Restores weights, optimizer, schedule, early stopping, every RNG and the loader's position in
+    the epoch, so on the CPU the run ends bitwise as it would have uninterrupted. Damaged
+    checkpoints are skipped with a warning. Raises RunDirError for a missing or finished run.
+    """
+    from .train import Trainer
+    from .train.recovery import resume_latest
+
+    rd = RunDir.open(run_dir)
+    env = rd.read_json("env.json") if (rd.path / "env.json").is_file() else {}
+    if env.get("status") == "finished":
+        raise RunDirError(f"{rd.path}: the run already finished; nothing to resume")
+    recipe = load_recipe(rd.recipe_path)
+    trainer = Trainer(recipe, run_dir=rd, progress=progress, callbacks=callbacks)
+    used = resume_latest(trainer)
+    rd.update_env(status="running", resumes=[*env.get("resumes", []), {**used, "time": _now()}],
+                  **process_identity())
+    return _fit_and_finish(trainer, rd)
+
+
+def _fit_and_finish(trainer, rd: RunDir) -> Run:
+    """Fit, evaluate the best (else last) weights on test, plot; env.json says how the run ended."""
+    from .train.signals import TrainingInterrupted
+
+    recipe = trainer.recipe
     try:
         trainer.fit()
+        which = "best" if rd.checkpoint("best").exists() else "last"
+        trainer.load_weights(which)
+        metrics = evaluate_trainer(trainer, "test", which)
+        _write_run_plots(trainer, metrics)
+    except TrainingInterrupted as e:
+        e.run_dir = rd.path
+        _mark(rd, status="interrupted", reason=str(e), signal=e.name, step=e.step)
+        raise
     except KeyboardInterrupt:
-        rd.update_env(status="interrupted", end=_now())
+        _mark(rd, status="interrupted", reason="KeyboardInterrupt", step=trainer.step)
         raise
     except BaseException as e:
-        rd.update_env(status="failed", error=f"{type(e).__name__}: {e}", end=_now())
+        _mark(rd, status="failed", error=f"{type(e).__name__}: {e}", step=trainer.step)
         raise
-    which = "best" if rd.checkpoint("best").exists() else "last"
-    trainer.load_weights(which)
-    metrics = evaluate_trainer(trainer, "test", which)
-    _write_run_plots(trainer, metrics)
     rd.update_env(status="finished", end=_now(), stop_reason=trainer.stop_reason, epochs_run=trainer.epoch)
     if recipe.output.report:
         from .track.report import write_report
@@ -73,6 +111,14 @@ def _write_run_plots(trainer, test_metrics: dict[str, Any]) -> None:
         from .track.tensorboard import log_split_metrics
 
         log_split_metrics(rd.path, "test", test_metrics, trainer.epoch)
+
+
+def _mark(rd: RunDir, **fields: Any) -> None:
+    """Record how the run ended; failing to (disk full) must not hide the error that ended it."""
+    try:
+        rd.update_env(end=_now(), **fields)
+    except (OSError, ValueError):
+        pass
 
 
 def evaluate_trainer(trainer, split: str, checkpoint: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from typing import Callable
 
 from rich.console import Console
@@ -32,9 +33,17 @@ def _registries():
 
 @command
 def cmd_train(args) -> int:
-    from .api import train
+    from .api import resume, train
 
-    run = train(args.recipe, args.set, args.run_dir)
+    if args.resume:
+        if args.recipe or args.set or args.run_dir:
+            raise TrainlabError("train --resume RUN_DIR continues a run with its own recipe: "
+                                "give no recipe, --set or --run-dir with it")
+        run = resume(args.resume)
+    elif args.recipe:
+        run = train(args.recipe, args.set, args.run_dir)
+    else:
+        raise TrainlabError("train: give a recipe file, or --resume RUN_DIR")
     m = run.metrics
     from .metrics import HEADLINE
 
@@ -127,13 +136,16 @@ def cmd_reference(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainlab", description="A deep-learning training and optimization lab.")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a recipe; writes a run directory")
-    t.add_argument("recipe", help="recipe YAML file")
+    t.add_argument("recipe", nargs="?", help="recipe YAML file")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set optim.lr=0.01 (repeatable)")
     t.add_argument("--run-dir", help="write the run here instead of <output.root>/<name>-<time>")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted or crashed run from its newest complete checkpoint")
 
     e = sub.add_parser("evaluate", help="evaluate a run's checkpoint on a split; writes eval/<split>.json")
     e.add_argument("run_dir", help="run directory")
@@ -160,20 +172,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere, so every subcommand has it
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     if not args.command:
         parser.print_help()
         return 2
     try:
         return COMMANDS[args.command](args)
-    except TrainlabError as e:
-        # one line, exit 2: the message names the recipe key or the file
-        print(f"trainlab: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("trainlab: interrupted", file=sys.stderr)
-        return 130
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - the CLI edge: every error becomes one line and a status
+        return report_error(e, debug)
+
+
+def exit_status(e: BaseException) -> tuple[int, str]:
+    """The exit status and the one line for an error: 2 for what the user can fix, 1 for a bug in trainlab."""
+    import errno
+
+    import torch
+
+    from .train.signals import TrainingInterrupted
+
+    if isinstance(e, TrainingInterrupted):
+        where = getattr(e, "run_dir", None)
+        return e.exit_code, f"{e}" + (f"; resume with: trainlab train --resume {where}" if where else "")
+    if isinstance(e, KeyboardInterrupt):
+        return 130, "interrupted"
+    if isinstance(e, TrainlabError):
+        return 2, f"error: {e}"  # the message names the recipe key or the file
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+        return 2, ("error: out of memory; lower data.batch_size or data.eval_batch_size, use a smaller model, "
+                   "or set train.device: cpu")
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return 2, f"error: disk full{where}; free some space (completed checkpoints are intact)"
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return 2, f"error: permission denied{where}; choose a writable output.root or --run-dir"
+        return 2, f"error: {e.strerror or e}{where}"
+    first = (str(e).splitlines() or [""])[0]
+    return 1, f"internal error: {type(e).__name__}: {first} (run again with --debug for the traceback)"
+
+
+def report_error(e: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(e)
+    code, line = exit_status(e)
+    print(f"trainlab: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

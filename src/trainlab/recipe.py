@@ -97,6 +97,16 @@ class TrainConfig(Section):
                 raise ValueError(f"unknown metric {name!r} (accuracy, topK_accuracy, precision|recall|f1_"
                                  "macro|micro|weighted, auroc, average_precision, ece, mse, rmse, mae, r2)")
         return names
+    checkpoint_every: int | None = Field(
+        1000, ge=1, description="Also checkpoint every N optimizer steps inside an epoch (a crash loses at most N steps); "
+                                "epoch ends always checkpoint. null: epoch ends only.")
+    on_nonfinite: Literal["skip", "rollback", "stop"] = Field(
+        "skip", description="On a non-finite loss or gradient: skip the step (then roll back, then stop), roll back "
+                            "to the last good checkpoint with the LR halved (then stop), or stop.")
+    nonfinite_skips: int = Field(3, ge=0, description="Non-finite steps in a row that `skip` skips before rolling back.")
+    nonfinite_rollbacks: int = Field(1, ge=0, description="Rollbacks (each halves the LR) before a non-finite run stops.")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms plus the cuDNN/cuBLAS "
+                                                   "settings for repeatable runs (recorded in env.json).")
 
 
 class EarlyStoppingConfig(Section):

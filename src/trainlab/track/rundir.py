@@ -142,6 +142,20 @@ class RunDir:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record, default=_json_default) + "\n")
 
+    def metrics_size(self) -> int:
+        """Bytes in metrics.jsonl; a checkpoint records it so that a resume can cut the log back to it."""
+        try:
+            return self.metrics_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def truncate_metrics(self, size: int) -> None:
+        """Keep the first `size` bytes of metrics.jsonl (atomically): the records written up to a checkpoint."""
+        if self.metrics_path.is_file():
+            data = self.metrics_path.read_bytes()
+            if len(data) > size:
+                atomic_write(self.metrics_path, data[:size])
+
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.is_file():
             return []

@@ -3,6 +3,8 @@
 A checkpoint is a folder (model.safetensors, state.safetensors, state.json, manifest.json).
 It is written into a temporary sibling folder and renamed into place; manifest.json (file
 names with SHA-256) is written last, so a folder without a valid manifest is incomplete.
+A run keeps `last` and `previous` (the one before it) plus `best`: when the newest is damaged,
+`newest_checkpoint` falls back to the next complete one.
 """
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -78,6 +82,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+    if "mps" in state and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
 
 
 # --- model weights ---------------------------------------------------------------------------
@@ -124,18 +130,26 @@ def is_safetensors(path: Path) -> bool:
     return 0 < n <= size - 8 and head[8:9] == b"{"
 
 
+def is_pickle(path: Path) -> bool:
+    """A pickle (protocol 2+ starts with PROTO 0x80) or a torch.save zip archive (which holds one)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head == b"PK"
+
+
+PICKLE_REFUSED = ("is a pickle (torch.save) file; trainlab refuses to load pickles because unpickling can "
+                  "execute code. Convert the weights to safetensors first.")
+
+
 def refuse_pickle(path: Path) -> None:
-    """Pickle files can run code when loaded; trainlab never opens one."""
+    """Pickle files can run code when loaded; trainlab never opens one. Only its first bytes are read."""
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path}: missing")
     if is_safetensors(path):
         return
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head == b"PK":
-        raise RunDirError(f"{path}: is a pickle (torch.save) file; trainlab refuses to load pickles because "
-                          "they can execute code. Convert the weights to safetensors first.")
+    if is_pickle(path):
+        raise RunDirError(f"{path}: {PICKLE_REFUSED}")
     raise RunDirError(f"{path}: not a safetensors file")
 
 
@@ -156,10 +170,20 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Write a complete checkpoint folder atomically (temp folder, manifest last, rename)."""
+FILES = ("model.safetensors", "state.safetensors", "state.json")
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any],
+                    previous: Path | None = None) -> None:
+    """Write a complete checkpoint folder atomically (temp folder, manifest last, rename).
+
+    With `previous`, the checkpoint being replaced is kept there (and the one before it dropped),
+    so a damaged newest checkpoint still leaves a complete one to fall back to.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
     try:
         save_model_weights(model, tmp / "model.safetensors")
@@ -167,18 +191,20 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any])
         meta = flatten_state(state, tensors)
         save_file(tensors, str(tmp / "state.safetensors"))
         (tmp / "state.json").write_text(json.dumps(meta))
-        files = ["model.safetensors", "state.safetensors", "state.json"]
-        for f in files:
+        for f in FILES:
             _fsync(tmp / f)
-        (tmp / MANIFEST).write_text(json.dumps({"files": {f: _sha256(tmp / f) for f in files}}))
+        (tmp / MANIFEST).write_text(json.dumps({"files": {f: _sha256(tmp / f) for f in FILES}}))
         _fsync(tmp / MANIFEST)
-        old = folder.with_name(f".{folder.name}.old")
+        # a crash between these renames leaves `folder` or `previous` complete, never a torn one
+        old = Path(previous) if previous is not None else folder.with_name(f".{folder.name}.old")
         if old.exists():
             shutil.rmtree(old)
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync(folder.parent)
+        if previous is None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -192,19 +218,70 @@ def verify_checkpoint(folder: Path) -> str | None:
         return "no manifest (incomplete write)"
     try:
         files = json.loads(mpath.read_text())["files"]
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         return "unreadable manifest"
+    for name in FILES:
+        p = folder / name
+        if not p.is_file():
+            return f"{name} is missing"
+        if name.endswith(".safetensors") and is_pickle(p):
+            return f"{name} {PICKLE_REFUSED}"
+        if name not in files:
+            return f"{name} is not in the manifest"
     for name, digest in files.items():
         p = folder / name
         if not p.is_file():
             return f"{name} is missing"
         if _sha256(p) != digest:
-            return f"{name} does not match its SHA-256 in the manifest"
+            return f"{name} does not match its SHA-256 in the manifest (damaged or truncated)"
     return None
 
 
 def load_checkpoint_state(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     refuse_pickle(folder / "state.safetensors")
-    tensors = load_file(str(folder / "state.safetensors"))
-    return unflatten_state(json.loads((folder / "state.json").read_text()), tensors)
+    try:
+        tensors = load_file(str(folder / "state.safetensors"))
+        meta = json.loads((folder / "state.json").read_text())
+    except Exception as e:  # safetensors' own header errors, bad JSON
+        raise RunDirError(f"{folder}: unreadable checkpoint state ({e})") from None
+    return unflatten_state(meta, tensors)
+
+
+class _NoTensors(dict):
+    def __missing__(self, key):
+        return None
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The optimizer step a checkpoint was taken at, read from state.json alone (no tensors)."""
+    meta = json.loads((Path(folder) / "state.json").read_text())
+    return int(unflatten_state(meta, _NoTensors())["trainer"]["step"])
+
+
+_PREFERENCE = {"last": 0, "previous": 1, "best": 2}
+
+
+def newest_checkpoint(root: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The complete checkpoint under `root` with the most steps, and the (folder, reason) of each skipped one.
+
+    Every folder is verified against its manifest first; one that is incomplete, damaged or holds
+    a pickle is skipped, so resume falls back to the previous complete checkpoint.
+    """
+    root = Path(root)
+    found: list[tuple[int, int, Path]] = []
+    skipped: list[tuple[Path, str]] = []
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    for folder in folders:
+        reason = verify_checkpoint(folder)
+        if reason is None:
+            try:
+                found.append((checkpoint_step(folder), -_PREFERENCE.get(folder.name, 9), folder))
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                reason = f"state.json unreadable ({e})"
+        skipped.append((folder, reason))
+    if not found:
+        return None, skipped
+    found.sort(reverse=True)
+    return found[0][2], skipped

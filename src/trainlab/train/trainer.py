@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from ..optim import build_optimizer, build_schedule
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
-from .checkpoint import load_model_weights, rng_state, save_checkpoint
+from .checkpoint import load_checkpoint_state, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from .determinism import set_determinism
+from .nonfinite import NonFiniteGuard, Rollback, weights_finite
+from .recovery import handle_nonfinite
+from .signals import GracefulSignals
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,6 +64,7 @@ class Trainer:
         cfg = recipe.train
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.determinism = set_determinism(cfg.deterministic)
         self.device = resolve_device(cfg.device)
         seed_everything(recipe.seed)
         self.bundle = bundle if bundle is not None else build_data(recipe.data, recipe.seed)
@@ -104,15 +110,27 @@ class Trainer:
                           recipe.optim.decay_bias_and_norm for p in g["params"]] if recipe.optim.l1 > 0 else []
         if recipe.optim.l1 > 0 and not self.l1_params:  # decay policy excluded all: penalize every weight
             self.l1_params = [p for p in self.model.parameters() if p.ndim > 1]
+        # reliability (see recovery.py): non-finite guard, signals, mid-epoch resume, events to re-log
+        self.guard = NonFiniteGuard(cfg.on_nonfinite, cfg.nonfinite_skips, cfg.nonfinite_rollbacks,
+                                    immediate=self.device.type == "cpu")
+        self.signals = GracefulSignals()
+        self._epoch_sums: dict[str, Any] | None = None
+        self._events: list[dict[str, Any]] = []
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         self._t_start = time.perf_counter()
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        self.signals.install()  # SIGINT/SIGTERM: finish the step, checkpoint, raise TrainingInterrupted
         try:
+            if self.step == 0:
+                self._save()  # step 0: resume and rollback always have a checkpoint to go back to
             while self.epoch < self.epochs and not self.should_stop:
-                logs = self._train_epoch()
+                try:
+                    logs = self._train_epoch()
+                except Rollback:
+                    continue  # back at the last good checkpoint with a lower LR: go on from there
                 logs.update(self._validate())
                 self.epoch += 1
                 logs["epoch"] = self.epoch
@@ -120,7 +138,9 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, logs)
                 self._checkpoint(logs)
+                self.signals.raise_if_pending(self.step, self.run_dir is not None)
         finally:
+            self.signals.restore()
             for cb in self.callbacks:
                 cb.on_fit_end(self)
         return self.history[-1] if self.history else {}
@@ -132,7 +152,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen, t0, n_batches = 0, time.perf_counter(), len(self.loader)
-        for i, (xb, yb) in enumerate(self.loader):
+        loss_sum, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
+        for i, (xb, yb) in enumerate(self.loader, start=self.loader.position):
             if xb.device != device:
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if self.channels_last:
@@ -144,20 +165,25 @@ class Trainer:
             if self.l1_params:
                 total = total + self.recipe.optim.l1 * sum(p.abs().sum() for p in self.l1_params)
             total.backward()
-            if (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches:
+            ok = self.guard.watch(loss)  # non-finite guard; nonfinite.py says where it reads the flag
+            at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches
+            if at_step:
+                norm = None
                 if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
                 if cfg.grad_clip_value is not None:
                     torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip_value, foreach=True)
-                opt.step()
+                if self.guard.step_ok(norm):  # a non-finite step is not applied
+                    opt.step()
                 opt.zero_grad(set_to_none=True)
                 self.schedule.step()
                 self.step += 1
-            # running sums stay on the device: no sync here
-            loss_sum += loss.detach() * len(yb)
-            if classify and yb.ndim == 1:
-                correct += (out.detach().argmax(1) == yb).sum()
-            seen += len(yb)
+            # running sums stay on the device: no sync here; a non-finite batch stays out of them
+            if ok:
+                loss_sum += loss.detach() * len(yb)
+                if classify and yb.ndim == 1:
+                    correct += (out.detach().argmax(1) == yb).sum()
+                seen += len(yb)
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
                 # loss.item() is a device sync point: only every log_every steps
@@ -166,6 +192,8 @@ class Trainer:
                 self._log({"split": "train", "epoch": self.epoch, "step": self.step, **rec})
                 for cb in self.callbacks:
                     cb.on_step(self, rec)
+            if at_step:  # non-finite policy, step checkpoints, signals
+                self._after_step(i + 1 == n_batches, loss_sum, correct, seen, t0)
         elapsed = time.perf_counter() - t0
         logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
                 "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.optimizer.param_groups[0]["lr"]}
@@ -205,26 +233,112 @@ class Trainer:
             return True
         return value > self.best if higher_is_better(self.monitor) else value < self.best
 
+    # --- state and checkpoints (recovery.py has the policies that use them) ----------------------
+    def _callback_keys(self) -> list[str]:
+        """Callbacks keyed by class name (#2, #3 for repeats), so state survives a changed callback list."""
+        keys, seen = [], {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        return keys
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "loader": self.loader.state_dict(), "rng": rng_state(),
             "trainer": {"epoch": self.epoch, "step": self.step, "batches_done": self.batches_done,
-                        "best": self.best, "monitor": self.monitor},
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
+                        "best": self.best, "monitor": self.monitor, "should_stop": self.should_stop,
+                        "stop_reason": self.stop_reason, "history": self.history},
+            "callbacks": {k: cb.state_dict() for k, cb in zip(self._callback_keys(), self.callbacks)},
+            "guard": self.guard.state_dict(),
         }
 
-    def _checkpoint(self, logs: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], guard: bool = True) -> None:
+        """Everything but the weights; `guard=False` keeps the guard's own counts (a rollback)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.loader.load_state_dict(state["loader"])
+        t = state["trainer"]
+        self.epoch, self.step, self.batches_done, self.best = t["epoch"], t["step"], t["batches_done"], t["best"]
+        self.should_stop, self.stop_reason, self.history = t["should_stop"], t["stop_reason"], list(t["history"])
+        for key, cb in zip(self._callback_keys(), self.callbacks):
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+        if guard:
+            self.guard.load_state_dict(state["guard"])
+        self._epoch_sums = state.get("epoch_sums")  # None at an epoch end
+        set_rng_state(state["rng"])  # last: nothing above may draw from the restored streams
+
+    def load_checkpoint(self, folder: Path, guard: bool = True) -> dict[str, Any]:
+        """Restore weights and state from a checkpoint folder; metrics.jsonl is cut back to that point."""
+        load_model_weights(self.model, Path(folder) / "model.safetensors")
+        state = load_checkpoint_state(folder)
+        self.load_state_dict(state, guard)
+        if self.run_dir is not None:
+            self.run_dir.truncate_metrics(int(state.get("metrics_bytes", 0)))
+        return state
+
+    def _resume_sums(self, loss_sum, correct, seen: int, t0: float):
+        """The epoch's running sums: fresh ones, or those saved by a mid-epoch checkpoint."""
+        sums, self._epoch_sums = self._epoch_sums, None
+        if sums is None:
+            return loss_sum, correct, seen, t0
+        return (sums["loss_sum"].to(self.device), sums["correct"].to(self.device), int(sums["seen"]),
+                t0 - float(sums["elapsed"]))
+
+    def _after_step(self, epoch_end: bool, loss_sum, correct, seen: int, t0: float) -> None:
+        """At each optimizer-step boundary: non-finite policy, `checkpoint_every`, a pending signal."""
+        cfg = self.recipe.train
+        self.signals.step = self.step
+        verdict = self.guard.decide(sync_point=self.step % cfg.log_every == 0)
+        if verdict is not None:
+            handle_nonfinite(self, *verdict)  # may raise Rollback or NonFiniteError
+        every = cfg.checkpoint_every
+        # at an epoch end the epoch's own checkpoint follows, after validation; none amid non-finite
+        # steps, so that a rollback goes back to before the trouble began
+        due = every and self.step % every == 0 and not epoch_end and not self.guard.consecutive
+        if self.signals.pending or due:
+            sums = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "elapsed": time.perf_counter() - t0}
+            saved = self._save(epoch_sums=sums)
+            self.signals.raise_if_pending(self.step, saved)
+
+    def _save(self, epoch_sums: dict[str, Any] | None = None, best: bool = False) -> bool:
+        """Write checkpoints/last (the one it replaces becomes `previous`), and `best`; never non-finite weights."""
         if self.run_dir is None:
+            return False
+        if self.guard.poll() or not weights_finite(self.model):  # a sync point: checkpoints are rare
+            handle_nonfinite(self, self.guard.escalate(can_skip=False), "weights")
+        state = self.state_dict()
+        state["epoch_sums"] = epoch_sums
+        state["metrics_bytes"] = self.run_dir.metrics_size()  # resume cuts metrics.jsonl back to here
+        save_checkpoint(self.run_dir.checkpoint("last"), self.model, state, previous=self.run_dir.checkpoint("previous"))
+        if best:
+            save_checkpoint(self.run_dir.checkpoint("best"), self.model, state)
+        self._events.clear()
+        return True
+
+    def _checkpoint(self, logs: dict[str, Any]) -> None:
+        # amid non-finite steps keep the last good checkpoint, unless a signal asks for one
+        if self.run_dir is None or (self.guard.consecutive and not self.signals.pending):
             return
         value = logs.get(self.monitor)
         improved = value is not None and self._improved(value)
         if improved:
             self.best = value
-        state = self.state_dict()
-        save_checkpoint(self.run_dir.checkpoint("last"), self.model, state)
-        if improved:
-            save_checkpoint(self.run_dir.checkpoint("best"), self.model, state)
+        try:
+            self._save(best=improved)
+        except Rollback:
+            pass  # state is back at the last good checkpoint: fit's loop goes on from there
+
+    def _event(self, record: dict[str, Any], message: str) -> None:
+        """A reliability event: one record in metrics.jsonl (split "event") and one line for the user."""
+        self._events.append(record)
+        self._log(record)
+        self._say(message)
+
+    def _say(self, message: str) -> None:
+        print(f"trainlab: {message}", file=sys.stderr, flush=True)
 
     def load_weights(self, which: str) -> Path:
         path = self.run_dir.checkpoint(which) / "model.safetensors"

@@ -1,0 +1,67 @@
+"""SIGINT / SIGTERM while training: finish the step, write a checkpoint, then stop.
+
+The first signal only sets a flag that the loop reads at the next optimizer-step boundary (a
+Python attribute read: free). A second signal stops at once by raising from the handler; every
+file writer cleans up after itself, so even then nothing is left half-written.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+class TrainingInterrupted(BaseException):
+    """Training stopped on a signal. A BaseException, like KeyboardInterrupt, so no `except Exception` eats it.
+
+    `exit_code` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: bool):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        self.name = _NAMES.get(signum, f"signal {signum}")
+        saved = f"checkpoint written at step {step}" if checkpoint else "no checkpoint written (stopped at once)"
+        super().__init__(f"interrupted by {self.name} at step {step}; {saved}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class GracefulSignals:
+    """The two-stage handlers, installed for the length of `Trainer.fit` (main thread only; elsewhere a no-op)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.step = 0  # kept current by the trainer, for the message of an immediate stop
+        self._old: dict[int, object] = {}
+
+    def install(self) -> None:
+        self.signum = None
+        if threading.current_thread() is threading.main_thread():
+            for s in _NAMES:
+                self._old[s] = signal.signal(s, self._handle)
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(signum, self.step, checkpoint=False)
+        self.signum = signum
+        # os.write, not print: a handler that prints can re-enter a half-done print and fail
+        os.write(2, f"\ntrainlab: {_NAMES.get(signum, signum)} received: finishing the current step and "
+                    "writing a checkpoint (send it again to stop at once)\n".encode())
+
+    @property
+    def pending(self) -> bool:
+        return self.signum is not None
+
+    def raise_if_pending(self, step: int, saved: bool) -> None:
+        """Called right after a checkpoint was written at `step` (`saved` False: the trainer has no run dir)."""
+        if self.signum is not None:
+            raise TrainingInterrupted(self.signum, step, checkpoint=saved)
