@@ -50,7 +50,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     except BaseException as e:
         rd.update_env(status="failed", error=f"{type(e).__name__}: {e}", end=_now())
         raise
-    which = "best" if rd.checkpoint("best").exists() else "last"
+    which = "best" if rd.checkpoint("best").exists() and trainer.restore_best else "last"
     trainer.load_weights(which)
     metrics = evaluate_trainer(trainer, "test", which)
     if recipe.output.plots:
