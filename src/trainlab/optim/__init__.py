@@ -45,8 +45,15 @@ SCHEDULES.add("reduce_on_plateau", schedules.reduce_on_plateau, "× factor when 
 # `schedule.warmup` when the recipe leaves it unset
 WARMUP_DEFAULTS = {"warmup_cosine": 0.05}
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_schedule", "param_groups", "needs_closure",
-           "set_train_mode"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "build_optimizer",
+    "build_schedule",
+    "needs_closure",
+    "param_groups",
+    "set_train_mode",
+]
 
 
 def build_optimizer(cfg, model):
@@ -56,14 +63,14 @@ def build_optimizer(cfg, model):
                             weight_decay=cfg.weight_decay, model=model)
 
 
-def build_schedule(cfg, optimizer, total_steps: int, steps_per_epoch: int | None = None):
-    """An LR schedule stepped once per optimizer step, `total_steps` in all, behind the
-    recipe's linear warm-up if it asks for one."""
+def build_schedule(cfg, optimizer, total_steps: int, steps_per_epoch: int):
+    """An LR schedule stepped once per optimizer step, `total_steps` in all (options given in
+    epochs are converted with `steps_per_epoch`), behind the recipe's warm-up if it asks for one."""
     entry = SCHEDULES.get(cfg.name, "schedule.name")
     warmup = getattr(cfg, "warmup", None)
     warm = schedules.warmup_steps(warmup if warmup is not None else WARMUP_DEFAULTS.get(entry.name), total_steps)
     inner = SCHEDULES.build(cfg.name, cfg.options(), "schedule", optimizer=optimizer, total_steps=total_steps - warm,
-                            steps_per_epoch=steps_per_epoch or total_steps)
+                            steps_per_epoch=steps_per_epoch)
     return schedules.Warmup(optimizer, inner, warm) if warm else inner
 
 

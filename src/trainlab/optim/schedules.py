@@ -11,8 +11,16 @@ import math
 from typing import Any, Literal
 
 import torch
-from torch.optim.lr_scheduler import (ExponentialLR, LambdaLR, LinearLR, LRScheduler, MultiStepLR, OneCycleLR,
-                                      ReduceLROnPlateau, StepLR)
+from torch.optim.lr_scheduler import (
+    ExponentialLR,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    ReduceLROnPlateau,
+    StepLR,
+)
 
 from ..errors import RecipeError
 
