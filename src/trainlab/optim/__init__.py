@@ -63,14 +63,16 @@ def build_optimizer(cfg, model):
                             weight_decay=cfg.weight_decay, model=model)
 
 
-def build_schedule(cfg, optimizer, total_steps: int, steps_per_epoch: int):
-    """An LR schedule stepped once per optimizer step, `total_steps` in all (options given in
-    epochs are converted with `steps_per_epoch`), behind the recipe's warm-up if it asks for one."""
+def build_schedule(cfg, optimizer, total_steps: int, steps_per_epoch: int | None = None):
+    """An LR schedule stepped once per optimizer step, `total_steps` in all, behind the recipe's
+    warm-up if it asks for one. Schedules with options in epochs (step, multistep, exponential)
+    need `steps_per_epoch`: without it their factory is called without it, and fails loudly."""
     entry = SCHEDULES.get(cfg.name, "schedule.name")
     warmup = getattr(cfg, "warmup", None)
     warm = schedules.warmup_steps(warmup if warmup is not None else WARMUP_DEFAULTS.get(entry.name), total_steps)
+    per_epoch = {"steps_per_epoch": steps_per_epoch} if steps_per_epoch else {}
     inner = SCHEDULES.build(cfg.name, cfg.options(), "schedule", optimizer=optimizer, total_steps=total_steps - warm,
-                            steps_per_epoch=steps_per_epoch)
+                            **per_epoch)
     return schedules.Warmup(optimizer, inner, warm) if warm else inner
 
 
