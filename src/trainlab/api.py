@@ -78,7 +78,7 @@ def _fit_and_finish(trainer, rd: RunDir) -> Run:
     recipe = trainer.recipe
     try:
         trainer.fit()
-        which = "best" if rd.checkpoint("best").exists() else "last"
+        which = "best" if rd.checkpoint("best").exists() and trainer.restore_best else "last"
         trainer.load_weights(which)
         metrics = evaluate_trainer(trainer, "test", which)
         _write_run_plots(trainer, metrics)

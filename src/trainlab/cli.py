@@ -106,6 +106,18 @@ def cmd_runs(args) -> int:
 
 
 @command
+def cmd_lr_find(args) -> int:
+    from .optim.lr_find import lr_find
+
+    res, path = lr_find(args.recipe, args.set, args.run_dir)
+    console.print(res.stopped)
+    for name, lr in (("steepest descent", res.steepest), ("minimum / 10", res.min_div10)):
+        console.print(f"suggested lr ({name}): {lr:.3g}" if lr is not None else f"no {name} suggestion")
+    console.print(f"wrote {path}/lr_find.json and {path}/plots/lr_find.png")
+    return 0
+
+
+@command
 def cmd_list(args) -> int:
     regs = _registries()
     kinds = [args.kind] if args.kind else list(regs)
@@ -163,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "metrics and one overlay plot of their validation curves")
     rs.add_argument("--plot", help="where --compare writes its plot (default: compare.png beside the first run)")
     rs.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    f = sub.add_parser("lr-find", help="LR range test: suggests a learning rate, writes plots/lr_find.png")
+    f.add_argument("recipe", help="recipe YAML file")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set optim.name=sgd (repeatable)")
+    f.add_argument("--run-dir", help="write lr_find.json and plots/ here instead of <output.root>/<name>-lr-find-<time>")
 
     ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules")
     ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules"])

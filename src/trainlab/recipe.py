@@ -69,6 +69,8 @@ class OptimConfig(Component):
 
 class ScheduleConfig(Component):
     name: str = Field("constant", description="LR schedule registry name (`trainlab list schedules`); stepped every optimizer step.")
+    warmup: float | None = Field(None, ge=0, description="Linear warm-up before the schedule: a share of the run "
+                                 "(< 1, e.g. 0.05) or a number of optimizer steps; default none (warmup_cosine: 0.05).")
 
 
 class TrainConfig(Section):

@@ -20,6 +20,7 @@ SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 graysca
             aliases=("fashion-mnist", "fmnist"))
 SOURCES.add("mnist", vision.mnist, "MNIST 28×28 handwritten digits, 10 classes (IDX files)")
 SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
+SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0")
 
 __all__ = ["SOURCES", "DataBundle", "DataInfo", "SourceData", "Split", "TensorLoader", "build_data",
            "eval_batches"]

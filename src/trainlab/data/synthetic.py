@@ -12,3 +12,12 @@ def linear(seed: int, n: int = 2000, slope: float = 2.0, intercept: float = 0.0,
     x = torch.rand(n, 1, generator=g) * 2 - 1
     y = slope * x + intercept + noise * torch.randn(n, 1, generator=g)
     return SourceData(train=Split(x, y), test=None, task="regression", kind="vector")
+
+
+def addition(seed: int, n: int = 1000, noise: float = 0.0, low: float = -1.0, high: float = 1.0) -> SourceData:
+    """y = x1 + x2 (+ N(0, noise²)), x ~ U(low, high)²: a 2-input linear layer should learn
+    weights [1, 1] and bias 0. Small and exact, for optimizer tests and demos."""
+    g = torch.Generator().manual_seed(seed)
+    x = low + (high - low) * torch.rand(n, 2, generator=g)
+    y = x.sum(dim=1, keepdim=True) + noise * torch.randn(n, 1, generator=g)
+    return SourceData(train=Split(x, y), test=None, task="regression", kind="vector")

@@ -22,7 +22,11 @@ def no_decay_names(model: nn.Module) -> set[str]:
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, decay_bias_and_norm: bool,
                  lr_mult: dict[str, float]) -> list[dict]:
-    """Split trainable parameters into groups keyed by (decay?, lr multiplier)."""
+    """Split trainable parameters into groups keyed by (decay?, lr multiplier).
+
+    Each group keeps `lr_mult` (its LR over the base LR) so schedules, the LR finder and the
+    logged LR can tell the base LR from a module's multiplied one.
+    """
     skip = set() if decay_bias_and_norm else no_decay_names(model)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     for prefix in lr_mult:
@@ -36,8 +40,23 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, decay_bias_an
         mult = next((m for pre, m in sorted(lr_mult.items(), key=lambda kv: -len(kv[0]))
                      if n == pre or n.startswith(pre + ".")), 1.0)
         decay = n not in skip
-        g = groups.setdefault((decay, mult), {"params": [], "param_names": [], "lr": lr * mult,
+        g = groups.setdefault((decay, mult), {"params": [], "param_names": [], "lr": lr * mult, "lr_mult": mult,
                                               "weight_decay": weight_decay if decay else 0.0})
         g["params"].append(p)
         g["param_names"].append(n)
     return list(groups.values())
+
+
+def muon_names(model: nn.Module) -> set[str]:
+    """Names of the hidden weight matrices Muon orthogonalizes: weights of rank >= 2, except
+    embeddings and the output head (the last nn.Linear registered, by the usual convention)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    head = linears[-1] if linears else None
+    names = set()
+    for mname, module in model.named_modules():
+        if module is head or isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            if p.requires_grad and p.ndim >= 2:
+                names.add(f"{mname}.{pname}" if mname else pname)
+    return names

@@ -21,7 +21,8 @@ from ..losses import build_loss
 from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
                        validation_metrics)
 from ..models import build_model
-from ..optim import build_optimizer, build_schedule
+from ..optim import build_optimizer, build_schedule, needs_closure, set_train_mode
+from ..optim.schedules import base_lr, epoch_end
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -83,10 +84,20 @@ class Trainer:
         self.loader = TensorLoader(train_split, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
         self.epochs = cfg.epochs
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
-        self.schedule = build_schedule(recipe.schedule, self.optimizer, self.steps_per_epoch * self.epochs)
-        self.monitor = cfg.monitor if cfg.monitor != "auto" else (
+        self.schedule = build_schedule(recipe.schedule, self.optimizer, self.steps_per_epoch * self.epochs,
+                                       self.steps_per_epoch)
+        self.closure_step = needs_closure(self.optimizer)
+        if self.closure_step and cfg.accumulate > 1:
+            from ..errors import RecipeError
+
+            raise RecipeError(f"train.accumulate: {recipe.optim.name} re-evaluates each batch in a closure; "
+                              "use accumulate: 1 and a larger data.batch_size")
+        es = recipe.early_stopping
+        self.monitor = cfg.monitor if cfg.monitor != "auto" else (es.monitor if es is not None else (
             ("val.accuracy" if self.task == "classification" else "val.loss") if self.bundle.val is not None
-            else "train.loss")
+            else "train.loss"))
+        self.restore_best = es.restore_best if es is not None else True  # evaluate `best`, not `last`
+        self.lr_used = base_lr(self.optimizer)  # the LR of the latest optimizer step, for the logs
         self.callbacks: list[Callback] = []
         if progress:
             self.callbacks.append(ProgressReporter())
@@ -106,7 +117,7 @@ class Trainer:
         self.should_stop = False
         self.stop_reason = ""
         self.history: list[dict[str, Any]] = []
-        self.l1_params = [p for g in self.optimizer.param_groups if g["weight_decay"] > 0 or
+        self.l1_params = [p for g in self.optimizer.param_groups if g.get("weight_decay", 0) > 0 or
                           recipe.optim.decay_bias_and_norm for p in g["params"]] if recipe.optim.l1 > 0 else []
         if recipe.optim.l1 > 0 and not self.l1_params:  # decay policy excluded all: penalize every weight
             self.l1_params = [p for p in self.model.parameters() if p.ndim > 1]
@@ -131,9 +142,12 @@ class Trainer:
                     logs = self._train_epoch()
                 except Rollback:
                     continue  # back at the last good checkpoint with a lower LR: go on from there
+                # schedule-free: validate, checkpoint and leave fit() with the averaged weights
+                set_train_mode(self.optimizer, False)
                 logs.update(self._validate())
                 self.epoch += 1
                 logs["epoch"] = self.epoch
+                epoch_end(self.schedule, logs)  # reduce_on_plateau sees the validation metric
                 self._log_epoch(logs)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, logs)
@@ -146,38 +160,21 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
     def _train_epoch(self) -> dict[str, Any]:
-        cfg, model, opt, device = self.recipe.train, self.model, self.optimizer, self.device
-        model.train()
+        cfg, device = self.recipe.train, self.device
+        self.model.train()
+        set_train_mode(self.optimizer, True)
         classify = self.task == "classification"
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen, t0, n_batches = 0, time.perf_counter(), len(self.loader)
+        weights = self._batch_weights(n_batches)
         loss_sum, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
         for i, (xb, yb) in enumerate(self.loader, start=self.loader.position):
-            if xb.device != device:
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.precision):
-                out = model(xb)
-                loss = self.loss_fn(out, yb)
-            total = loss / cfg.accumulate if cfg.accumulate > 1 else loss
-            if self.l1_params:
-                total = total + self.recipe.optim.l1 * sum(p.abs().sum() for p in self.l1_params)
-            total.backward()
-            ok = self.guard.watch(loss)  # non-finite guard; nonfinite.py says where it reads the flag
-            at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches
+            xb, yb = self.prepare_batch(xb, yb)
+            at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches  # ends an accumulation group
+            out, loss, ok = self.train_batch(xb, yb, weights[i], update=at_step)
             if at_step:
-                norm = None
-                if cfg.grad_clip is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-                if cfg.grad_clip_value is not None:
-                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip_value, foreach=True)
-                if self.guard.step_ok(norm):  # a non-finite step is not applied
-                    opt.step()
-                opt.zero_grad(set_to_none=True)
                 self.schedule.step()
-                self.step += 1
             # running sums stay on the device: no sync here; a non-finite batch stays out of them
             if ok:
                 loss_sum += loss.detach() * len(yb)
@@ -187,7 +184,7 @@ class Trainer:
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
                 # loss.item() is a device sync point: only every log_every steps
-                rec = {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
+                rec = {"loss": loss.item(), "lr": self.lr_used,
                        "samples_per_s": seen / (time.perf_counter() - t0)}
                 self._log({"split": "train", "epoch": self.epoch, "step": self.step, **rec})
                 for cb in self.callbacks:
@@ -196,10 +193,78 @@ class Trainer:
                 self._after_step(i + 1 == n_batches, loss_sum, correct, seen, t0)
         elapsed = time.perf_counter() - t0
         logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
-                "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.optimizer.param_groups[0]["lr"]}
+                "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.lr_used}
         if classify:
             logs["train.accuracy"] = int(correct) / max(seen, 1)
         return logs
+
+    # --- one batch, one optimizer step ---------------------------------------------------------------
+    def prepare_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if xb.device != self.device:
+            xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb, yb
+
+    def train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float = 1.0,
+                    update: bool = True) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Forward and backward one batch, its loss scaled by `weight` (its share of an accumulation
+        group); with `update`, then one optimizer step unless the non-finite guard refuses it.
+        Returns (outputs, unscaled loss, whether the batch's loss was finite)."""
+        if self.closure_step:  # L-BFGS evaluates the batch as often as its line search needs
+            first: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+            def closure() -> torch.Tensor:
+                self.optimizer.zero_grad(set_to_none=True)
+                out, loss, objective = self._forward_backward(xb, yb, 1.0)
+                self._clip_grads()
+                first.append((out, loss))
+                return objective
+            self._optimizer_step(closure)
+            out, loss = first[0]
+            return out, loss, self.guard.watch(loss)
+        out, loss, _ = self._forward_backward(xb, yb, weight)
+        ok = self.guard.watch(loss)  # non-finite guard; nonfinite.py says where it reads the flag
+        if update:
+            norm = self._clip_grads()
+            self._optimizer_step(apply=self.guard.step_ok(norm))  # a non-finite step is not applied
+        return out, loss, ok
+
+    def _forward_backward(self, xb, yb, weight: float):
+        with autocast(self.device, self.recipe.train.precision):
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+        objective = loss * weight if weight != 1.0 else loss
+        if self.l1_params:  # once per optimizer step in all: each batch adds its share
+            objective = objective + (self.recipe.optim.l1 * weight) * sum(p.abs().sum() for p in self.l1_params)
+        objective.backward()
+        return out, loss, objective.detach()
+
+    def _clip_grads(self) -> torch.Tensor | None:
+        """Clip as the recipe says; returns the total gradient norm when clipping by norm computed it."""
+        cfg, norm = self.recipe.train, None
+        if cfg.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+        if cfg.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.grad_clip_value, foreach=True)
+        return norm
+
+    def _optimizer_step(self, closure=None, apply: bool = True) -> None:
+        self.lr_used = base_lr(self.optimizer)  # a Python float: no device sync
+        if apply:
+            self.optimizer.step(closure)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def _batch_weights(self, n_batches: int) -> list[float]:
+        """Each batch's share of the samples in its accumulation group, so `accumulate: k` over
+        batches of b gives the same update as one batch of k·b (the loss is a per-sample mean)."""
+        k = self.recipe.train.accumulate
+        if k == 1:
+            return [1.0] * n_batches
+        size, n = self.loader.batch_size, len(self.loader.split)
+        sizes = [min(size, n - b * size) for b in range(n_batches)]
+        return [sizes[b] / sum(sizes[b - b % k:b - b % k + k]) for b in range(n_batches)]
 
     def _validate(self) -> dict[str, Any]:
         if self.bundle.val is None:
