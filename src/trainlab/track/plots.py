@@ -103,7 +103,8 @@ def scheduled_lrs(recipe, records: list[dict[str, Any]]) -> list[tuple[int, floa
     except Exception:  # best effort: any schedule trainlab cannot replay falls back to the logged points
         return None
     logged = {r["step"]: r["lr"] for r in records if r.get("split") == "train" and "lr" in r}
-    if any(abs(lrs[s][1] - lr) > 1e-6 * max(abs(lr), 1e-12) for s, lr in logged.items() if 0 < s < len(lrs)):
+    # the run logs the LR its step s used: the LR after s - 1 scheduler steps
+    if any(abs(lrs[s - 1][1] - lr) > 1e-6 * max(abs(lr), 1e-12) for s, lr in logged.items() if 0 < s <= len(lrs)):
         return None
     return lrs
 
