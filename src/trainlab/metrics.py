@@ -1,6 +1,7 @@
 """Evaluation metrics (torchmetrics underneath) over a whole split."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -36,6 +37,10 @@ def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str, los
     targets = targets.cpu()
     loss = float(loss_fn(outputs, targets))
     out: dict[str, Any] = {"loss": loss, "samples": int(len(targets))}
+    if task == "classification" and outputs.ndim == 3 and targets.ndim == 2:
+        # one prediction per position (language modelling): score every token
+        outputs, targets = outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)
+        out["perplexity"] = math.exp(min(loss, 50.0))
     if task == "classification":
         preds = outputs.argmax(dim=1)
         out["accuracy"] = float(tmf.accuracy(preds, targets, task="multiclass", num_classes=num_classes,
