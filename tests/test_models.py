@@ -2,6 +2,7 @@
 with decreasing loss. The cases are keyed by registry name, so a new model cannot skip them."""
 from __future__ import annotations
 
+import math
 import textwrap
 
 import pytest
@@ -229,3 +230,19 @@ def test_sequence_models_also_read_images_row_by_row():
     for name in ("rnn", "transformer"):
         model = MODELS.build(name, {}, "model", info=bundle.info)
         assert model(bundle.train.x).shape == (4, 4)
+
+
+def test_language_model_trains_and_reports_per_token_metrics(tmp_path):
+    bundle = lm_bundle(n=12)
+    bundle.val = Split(bundle.train.x[:4], bundle.train.y[:4])
+    recipe = load_recipe({"model": {"name": "gpt", "dim": 32, "depth": 1, "heads": 2, "dropout": 0.0},
+                          "optim": {"lr": 1e-2}, "data": {"batch_size": 4},
+                          "train": {"epochs": 3, "device": "cpu", "threads": 1}})
+    trainer = Trainer(recipe, bundle=bundle, progress=False)
+    trainer.fit()
+    first, last = trainer.history[0], trainer.history[-1]
+    assert last["train.loss"] < first["train.loss"]
+    assert 0.0 < last["train.accuracy"] <= 1.0  # counted per token, not per window
+    assert last["val.perplexity"] == pytest.approx(math.exp(last["val.loss"]), rel=1e-6)
+    m = trainer.evaluate_split("val")
+    assert m["samples"] == 4 and 0.0 <= m["accuracy"] <= 1.0

@@ -71,7 +71,7 @@ def cmd_list(args) -> int:
         table.add_column("options")
         for e in reg.entries():
             alias = f" ({', '.join(e.aliases)})" if e.aliases else ""
-            table.add_row(e.name + alias, e.description, ", ".join(reg.options(e.name)))
+            table.add_row(e.name + alias, e.description, ", ".join(reg.option_names(e.name)))
         console.print(table)
     return 0
 

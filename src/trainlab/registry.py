@@ -75,6 +75,10 @@ class Registry:
             if k not in self.context and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         }
 
+    def option_names(self, name: str) -> list[str]:
+        """The recipe keys of a factory's options, as a recipe spells them."""
+        return [_recipe_key(p) for p in self.options(name).values()]
+
     def validate(self, name: str, options: dict[str, Any], where: str) -> dict[str, Any]:
         """Check `options` against the factory's signature; return them typed. Raises RecipeError."""
         entry = self.get(name, f"{where}.name" if where else "")
@@ -96,7 +100,7 @@ class Registry:
         except pydantic.ValidationError as e:
             from .recipe import format_validation_error
 
-            accepted = ", ".join(sorted(_recipe_key(p) for p in self.options(entry.name).values())) or "none"
+            accepted = ", ".join(sorted(self.option_names(entry.name))) or "none"
             raise RecipeError(format_validation_error(e, prefix=where, accepted=accepted,
                                                       what=f"{self.kind} {entry.name!r}")) from None
         # a recipe key may be a pydantic alias of the parameter (`import` for `import_`)

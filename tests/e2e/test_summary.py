@@ -70,13 +70,16 @@ def test_human_summary_shows_layers_totals_flops_and_memory(mlp_recipe):
 @pytest.mark.parametrize("recipe", ["fashion_mnist_lenet5.yaml", "fashion_mnist_resnet.yaml", "text_lstm.yaml",
                                     "text_transformer.yaml", "text_gpt.yaml"])
 def test_summary_parameter_counts_match_the_built_model(recipe):
+    # in-process (the CLI path is covered above): one data load per recipe
     from trainlab.data import build_data
     from trainlab.models import build_model
+    from trainlab.models.summary import summarize
     from trainlab.recipe import load_recipe
 
     r = load_recipe(ROOT / "recipes" / recipe)
-    s = summary_json(ROOT / "recipes" / recipe)
-    model = build_model(r.model, build_data(r.data, r.seed).info)
+    bundle = build_data(r.data, r.seed)
+    s = summarize(r, bundle=bundle)
+    model = build_model(r.model, bundle.info)
     assert s["params_total"] == sum(p.numel() for p in model.parameters())
     assert s["flops_forward_per_sample"] > 0 and s["flops_train_step_per_sample"] > s["flops_forward_per_sample"]
     top = sum(row["params"] for row in s["layers"] if row["depth"] == 1)

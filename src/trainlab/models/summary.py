@@ -97,13 +97,14 @@ def _train_step(trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, in
     return fc.get_total_flops(), state, sum(saved.values())
 
 
-def summarize(recipe, max_depth: int = 2) -> dict[str, Any]:
-    """Everything `trainlab summary` shows, as plain data. Raises TrainlabError on a bad recipe."""
+def summarize(recipe, max_depth: int = 2, bundle=None) -> dict[str, Any]:
+    """Everything `trainlab summary` shows, as plain data (`bundle`: data already built from the
+    recipe). Raises TrainlabError on a bad recipe."""
     from ..train import Trainer
 
     recipe = recipe.model_copy(deep=True)
     recipe.train.device = "cpu"  # counting needs no accelerator and must not depend on one
-    trainer = Trainer(recipe, progress=False)
+    trainer = Trainer(recipe, bundle=bundle, progress=False)
     model, info, train = trainer.model, trainer.bundle.info, trainer.bundle.train
     n = min(SAMPLE, len(train))
     x, y = train.x[:n], train.y[:n]
