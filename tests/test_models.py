@@ -163,7 +163,7 @@ def test_residual_blocks_start_as_identity_and_lstm_forget_bias_is_one():
 def test_init_schemes_reinitialize_every_weight_matrix(scheme):
     info = vector_bundle(features=64).info
     model = MODELS.build("mlp", {"widths": [64, 64], "init": scheme}, "model", info=info)
-    w = model[3].weight  # the 64×64 hidden layer
+    w = model[3].weight.detach()  # the 64×64 hidden layer
     if scheme == "orthogonal":
         assert torch.allclose(w @ w.T, torch.eye(64), atol=1e-4)
     elif scheme == "normal":

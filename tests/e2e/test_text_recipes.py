@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def trainlab(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "trainlab", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "trainlab", *args], check=False, capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=600)
 
 

@@ -250,6 +250,6 @@ def text_corpus(path: str | list[str] | None = None, corpus: Literal["files", "p
         raise DataError(f"text_corpus: {cut} training tokens make fewer than 2 windows of {seq_len + 1}; "
                         "lower data.seq_len or add text")
     src = SourceData(train=train, test=test if len(test) else None, task="classification", kind="tokens",
-                     extra={"seq_len": seq_len, "level": level, "tokens": int(len(ids)), "sequence_targets": True})
+                     extra={"seq_len": seq_len, "level": level, "tokens": len(ids), "sequence_targets": True})
     src.fit = _vocab_fitter(src, raw, level, lowercase, max_vocab, min_freq, vocab, tokens_are_classes=True)
     return src

@@ -56,7 +56,7 @@ class LeNet5(nn.Module):
     (the paper padded MNIST to 32×32 too); any input of at least 28×28 works.
     """
 
-    def __init__(self, shape: tuple[int, int, int], outputs: int, channels: list[int], hidden: list[int],
+    def __init__(self, shape: tuple[int, int, int], outputs: int, channels: tuple[int, int], hidden: tuple[int, ...],
                  activation: str, pool: str, batch_norm: bool, dropout: float):
         super().__init__()
         c, h, w = shape
@@ -80,16 +80,12 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet5(info, channels: list[int] = [6, 16], hidden: list[int] = [120, 84], activation: Activation = "relu",
+def lenet5(info, channels: tuple[int, int] = (6, 16), hidden: tuple[int, ...] = (120, 84), activation: Activation = "relu",
            pool: Literal["max", "avg"] = "max", batch_norm: bool = False, dropout: float = 0.0,
            init: Init = "default") -> nn.Module:
     """LeNet-5 for 28×28 or 32×32 (or larger) images. The 1998 original used tanh and average
     pooling (`activation: tanh, pool: avg`); ReLU and max-pooling train faster."""
     shape = image_shape(info, "lenet5")
-    if len(channels) != 2:
-        from ..errors import RecipeError
-
-        raise RecipeError(f"model.channels: lenet5 has two conv layers, got {len(channels)} widths")
     if min(shape[1:]) < 28:
         from ..errors import RecipeError
 

@@ -34,7 +34,7 @@ def _load_module(spec: str):
         sys.modules[name] = module  # dataclasses and typing look the module up while it executes
         try:
             loader_spec.loader.exec_module(module)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the user's module may raise anything
             sys.modules.pop(name, None)
             raise RecipeError(f"model.import: {spec} failed to import: {type(e).__name__}: {e}") from None
         return module
@@ -42,7 +42,7 @@ def _load_module(spec: str):
         return importlib.import_module(spec)
     except ModuleNotFoundError as e:
         raise RecipeError(f"model.import: cannot import module {spec!r} ({e}; is it on PYTHONPATH?)") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the user's module may raise anything
         raise RecipeError(f"model.import: module {spec!r} failed to import: {type(e).__name__}: {e}") from None
 
 
@@ -66,10 +66,11 @@ def _sizes(info) -> dict[str, Any]:
             "output_dim": info.output_dim, "vocab_size": info.extra.get("vocab_size")}
 
 
-def custom(info, import_: Annotated[str, Field(alias="import")], args: dict[str, Any] = {},
+def custom(info, import_: Annotated[str, Field(alias="import")], args: dict[str, Any] | None = None,
            init: Init = "default") -> nn.Module:
     """Build the user's model: `import` names the class or factory, `args` its keyword arguments."""
     factory = resolve(import_)
+    args = args or {}
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
