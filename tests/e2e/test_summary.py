@@ -83,7 +83,9 @@ def test_summary_parameter_counts_match_the_built_model(recipe):
     model = build_model(r.model, bundle.info)
     assert s["params_total"] == sum(p.numel() for p in model.parameters())
     assert s["flops_forward_per_sample"] > 0 and s["flops_train_step_per_sample"] > s["flops_forward_per_sample"]
-    top = sum(row["params"] for row in s["layers"] if row["depth"] == 1)
+    top_rows = [row for row in s["layers"] if row["depth"] == 1]
+    assert sum(row["flops_forward"] for row in top_rows) == s["flops_forward_per_sample"]
+    top = sum(row["params"] for row in top_rows)
     if recipe != "text_gpt.yaml":  # the GPT head shares the embedding's matrix: counted in both rows
         assert top == s["params_total"]
 

@@ -15,16 +15,19 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
 
 SAMPLE = 8  # samples measured; FLOPs per sample = count / SAMPLE (every counted op is linear in the batch)
 
 
 def _shape(out: Any) -> list[int] | str:
+    if isinstance(out, (tuple, list)) and out:  # e.g. an RNN's (output, state): show the output
+        out = out[0]
     if isinstance(out, torch.Tensor):
         return list(out.shape)
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return list(out[0].shape)
+    if isinstance(out, PackedSequence):
+        return f"packed {tuple(out.data.shape)}"
     return type(out).__name__
 
 
@@ -57,12 +60,18 @@ def _layer_rows(model: nn.Module, x: torch.Tensor, max_depth: int) -> tuple[list
             h.remove()
     counts = fc.get_flop_counts()
     root = type(model).__name__
+
+    def flops_of(name: str, m: nn.Module) -> int:
+        if isinstance(m, (nn.ModuleList, nn.ModuleDict)):  # never called itself: its members are
+            return sum(flops_of(f"{name}.{k}", c) for k, c in m.named_children())
+        return sum(counts.get(f"{root}.{name}", {}).values())
+
     rows = []
     for name, m in model.named_modules():
         depth = name.count(".") + 1 if name else 0
         if not name or depth > max_depth:
             continue
-        flops = sum(counts.get(f"{root}.{name}", {}).values())
+        flops = flops_of(name, m)
         shape = shapes.get(name, "-")
         if isinstance(shape, list):
             shape = ["B", *shape[1:]]
