@@ -172,7 +172,7 @@ def test_init_schemes_reinitialize_every_weight_matrix(scheme):
         assert abs(float(w.std()) - (2 / 64) ** 0.5) < 0.02
     else:
         assert abs(float(w.std()) - (2 / 128) ** 0.5) < 0.02
-    assert all(float(m.bias.abs().sum()) == 0 for m in model if isinstance(m, torch.nn.Linear))
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in model if isinstance(m, torch.nn.Linear))
 
 
 @pytest.mark.parametrize("name", ["linear", "mlp", "lenet5", "convnet", "resnet", "rnn", "transformer", "gpt"])
