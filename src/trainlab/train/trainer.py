@@ -125,7 +125,7 @@ class Trainer:
         classify = self.task == "classification"
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        seen, labels, t0, n_batches = 0, 0, time.perf_counter(), len(self.loader)
+        seen, t0, n_batches = 0, time.perf_counter(), len(self.loader)
         for i, (xb, yb) in enumerate(self.loader):
             if xb.device != device:
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
@@ -151,7 +151,6 @@ class Trainer:
             loss_sum += loss.detach() * len(yb)
             if classify and yb.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
                 correct += (out.detach().argmax(-1) == yb).sum()
-                labels += yb.numel()
             seen += len(yb)
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
@@ -165,7 +164,9 @@ class Trainer:
         logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
                 "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.optimizer.param_groups[0]["lr"]}
         if classify:
-            logs["train.accuracy"] = int(correct) / max(labels, 1)
+            y = self.bundle.train.y  # targets per sample: 1, or T for per-token targets (B, T)
+            per_sample = math.prod(y.shape[1:]) if not y.is_floating_point() else 1
+            logs["train.accuracy"] = int(correct) / max(seen * per_sample, 1)
         return logs
 
     def _validate(self) -> dict[str, Any]:
