@@ -100,6 +100,8 @@ def _train_step(trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, in
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = trainer.loss_fn(model(x), y)
         loss.backward()
+    if callable(getattr(optimizer, "train", None)):  # schedule-free optimizers step only in train mode
+        optimizer.train()
     optimizer.step()
     state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                 if isinstance(t, torch.Tensor))
