@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .errors import RunDirError
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe, load_recipe, read_yaml
 from .track.plots import lr_figure, plot_curves, save_png, scheduled_lrs
 from .track.rundir import RunDir, process_identity
 
@@ -46,6 +46,8 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
                  extra={"status": "running", "data": trainer.bundle.info.to_dict(),
                         "determinism": trainer.determinism})
     rd.write_json("data/split_sizes.json", trainer.bundle.info.sizes)
+    if "vocab" in trainer.bundle.info.extra:  # text: evaluation must map tokens to the same ids
+        rd.write_json("data/vocab.json", trainer.bundle.info.extra["vocab"])
     return _fit_and_finish(trainer, rd)
 
 
@@ -138,7 +140,11 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     if not (rd.checkpoint(checkpoint) / "model.safetensors").is_file():
         have = sorted(p.name for p in (rd.path / "checkpoints").glob("*") if not p.name.startswith("."))
         raise RunDirError(f"{rd.path}: no {checkpoint!r} checkpoint (have: {', '.join(have) or 'none'})")
-    recipe = load_recipe(rd.recipe_path)
+    raw = read_yaml(rd.recipe_path)
+    vocab = rd.path / "data" / "vocab.json"
+    if vocab.is_file():  # a text run: read the data with the vocabulary it was trained with
+        raw.setdefault("data", {})["vocab"] = str(vocab)
+    recipe = load_recipe(raw)
     trainer = Trainer(recipe, run_dir=rd, progress=False)
     trainer.load_weights(checkpoint)
     epoch = _checkpoint_epoch(rd, checkpoint)

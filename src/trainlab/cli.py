@@ -129,7 +129,7 @@ def cmd_list(args) -> int:
         table.add_column("options")
         for e in reg.entries():
             alias = f" ({', '.join(e.aliases)})" if e.aliases else ""
-            table.add_row(e.name + alias, e.description, ", ".join(reg.options(e.name)))
+            table.add_row(e.name + alias, e.description, ", ".join(reg.option_names(e.name)))
         console.print(table)
     return 0
 
@@ -143,6 +143,39 @@ def cmd_reference(args) -> int:
         console.print(f"{args.write}: {'updated' if changed else 'already up to date'}")
     else:
         print(reference(), end="")
+    return 0
+
+
+@command
+def cmd_summary(args) -> int:
+    import json
+
+    from .models.summary import human, human_bytes, summarize
+    from .recipe import load_recipe
+
+    s = summarize(load_recipe(args.recipe, args.set), max_depth=args.depth)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    table = Table(title=f"{s['model']} on inputs {tuple(s['input_shape'])} → {s['outputs']} outputs",
+                  title_justify="left")
+    for col, just in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
+                      ("FLOPs/sample", "right")):
+        table.add_column(col, justify=just)
+    for r in s["layers"]:
+        shape = "(" + ", ".join(map(str, r["output_shape"])) + ")" if isinstance(r["output_shape"], list) else r["output_shape"]
+        table.add_row("  " * (r["depth"] - 1) + r["name"].split(".")[-1] if r["depth"] > 1 else r["name"], r["type"],
+                      shape, f"{r['params']:,}", human(r["flops_forward"]) if r["flops_forward"] else "")
+    console.print(table)
+    m = s["memory_bytes"]
+    console.print(f"parameters: {s['params_total']:,} total, {s['params_trainable']:,} trainable")
+    console.print(f"FLOPs per sample: forward {human(s['flops_forward_per_sample'])} ({s['flops_forward_per_sample']:,}), "
+                  f"training step {human(s['flops_train_step_per_sample'])} ({s['flops_train_step_per_sample']:,})")
+    console.print(f"FLOPs per training step at batch size {s['batch_size']}: {human(s['flops_train_step'])}")
+    console.print(f"memory: weights {human_bytes(m['weights'])}, buffers {human_bytes(m['buffers'])}, "
+                  f"gradients {human_bytes(m['gradients'])}, optimizer state ({s['optimizer']}) "
+                  f"{human_bytes(m['optimizer_state'])}, activations saved for backward ≈ "
+                  f"{human_bytes(m['activations_per_batch'])} per batch")
     return 0
 
 
@@ -181,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set optim.name=sgd (repeatable)")
     f.add_argument("--run-dir", help="write lr_find.json and plots/ here instead of <output.root>/<name>-lr-find-<time>")
+
+    sm = sub.add_parser("summary", help="layer table, parameter counts, FLOPs and memory of a recipe's model")
+    sm.add_argument("recipe", help="recipe YAML file")
+    sm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    sm.add_argument("--depth", type=int, default=2, help="show modules nested up to this depth (default 2)")
+    sm.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules")
     ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules"])

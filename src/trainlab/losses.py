@@ -9,9 +9,17 @@ from .registry import Registry
 LOSSES = Registry("loss", "losses", context=("info",))
 
 
+class _CrossEntropy(nn.CrossEntropyLoss):
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.ndim == 3 and y.ndim == 2:  # per-position logits (B, T, C), targets (B, T): language models
+            out, y = out.reshape(-1, out.shape[-1]), y.reshape(-1)
+        return super().forward(out, y)
+
+
 def cross_entropy(label_smoothing: float = 0.0) -> nn.Module:
-    """Softmax cross-entropy on logits; targets are class indices or class probabilities (soft)."""
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    """Softmax cross-entropy on logits; targets are class indices or class probabilities (soft);
+    sequence outputs (B, T, C) with targets (B, T) are scored per position."""
+    return _CrossEntropy(label_smoothing=label_smoothing)
 
 
 class _MSE(nn.Module):

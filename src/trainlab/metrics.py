@@ -8,6 +8,7 @@ confusion matrix and the ROC / precision-recall curves (eval/<split>.json).
 """
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -196,12 +197,23 @@ def _regression(outputs: torch.Tensor, targets: torch.Tensor, names: list[str]) 
     return {k: every[k] for k in names}
 
 
+def is_sequence(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
+    """(N, T, V) outputs against (N, T) class indices: one prediction per position."""
+    return outputs.ndim == 3 and targets.ndim == 2 and not targets.is_floating_point()
+
+
 def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str, loss_fn,
                     num_classes: int | None, names: list[str] | None = None) -> dict[str, Any]:
     """Loss, sample count and the scalar metrics `names` (default: `default_metrics(task)`)."""
     targets = targets.cpu()
     out: dict[str, Any] = {"loss": float(loss_fn(outputs, targets)), "samples": int(len(targets))}
     names = list(names) if names else default_metrics(task)
+    if is_sequence(outputs, targets):
+        # one prediction per position (language modelling): score every token; per-class tables
+        # over a vocabulary mean nothing, so only accuracy and perplexity
+        outputs, targets = outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)
+        out["perplexity"] = math.exp(min(out["loss"], 50.0))
+        names = [n for n in names if n == "accuracy" or _TOPK.fullmatch(n)] or ["accuracy"]
     if task == "classification":
         c = _classified(outputs, targets, num_classes)
         out.update({name: _scalar(name, c) for name in names})
@@ -217,7 +229,7 @@ def evaluate_outputs(outputs: torch.Tensor, targets: torch.Tensor, task: str, lo
     one-vs-rest `roc` and `pr` curves (one entry for the positive class when binary)."""
     out = compute_metrics(outputs, targets, task, loss_fn, num_classes, metric_names(task, num_classes))
     out["task"] = task
-    if task != "classification":
+    if task != "classification" or is_sequence(outputs, targets):
         return out
     c = _classified(outputs, targets, num_classes)
     names = class_names or [str(i) for i in range(c.num_classes)]

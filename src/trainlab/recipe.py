@@ -157,7 +157,7 @@ class Recipe(Section):
                 # name the section's own keys too among the accepted ones
                 own = [k for k in type(section).model_fields if k not in ("name", "source")]
                 msg = str(e)
-                if "accepted:" in msg:
+                if "accepted:" in msg and own:
                     msg = msg.replace("accepted: ", "accepted: " + ", ".join(own) + ", ", 1)
                 raise RecipeError(msg) from None
         if self.loss.name != "auto":

@@ -75,6 +75,10 @@ class Registry:
             if k not in self.context and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         }
 
+    def option_names(self, name: str) -> list[str]:
+        """The recipe keys of a factory's options, as a recipe spells them."""
+        return [_recipe_key(p) for p in self.options(name).values()]
+
     def validate(self, name: str, options: dict[str, Any], where: str) -> dict[str, Any]:
         """Check `options` against the factory's signature; return them typed. Raises RecipeError."""
         entry = self.get(name, f"{where}.name" if where else "")
@@ -96,10 +100,12 @@ class Registry:
         except pydantic.ValidationError as e:
             from .recipe import format_validation_error
 
-            accepted = ", ".join(sorted(self.options(entry.name))) or "none"
+            accepted = ", ".join(sorted(self.option_names(entry.name))) or "none"
             raise RecipeError(format_validation_error(e, prefix=where, accepted=accepted,
                                                       what=f"{self.kind} {entry.name!r}")) from None
-        return {k: getattr(validated, k) for k in options}
+        # a recipe key may be a pydantic alias of the parameter (`import` for `import_`)
+        param = {f.alias or k: k for k, f in type(validated).model_fields.items()}
+        return {param.get(k, k): getattr(validated, param.get(k, k)) for k in options}
 
     def build(self, name: str, options: dict[str, Any], where: str, **context: Any) -> Any:
         """Validate `options` and call the factory with them plus trainlab's `context`."""
@@ -108,3 +114,12 @@ class Registry:
         accepted = inspect.signature(entry.factory).parameters
         ctx = {k: v for k, v in context.items() if k in accepted}
         return entry.factory(**ctx, **opts)
+
+
+def _recipe_key(p: inspect.Parameter) -> str:
+    """How a recipe spells parameter `p`: its pydantic alias when it has one (`import` for a
+    parameter that cannot be named after a Python keyword), else its name."""
+    for meta in getattr(p.annotation, "__metadata__", ()):
+        if getattr(meta, "alias", None):
+            return meta.alias
+    return p.name

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..registry import Registry
-from . import synthetic, vision
+from . import synthetic, text, vision
 from .bundle import DataBundle, DataInfo, SourceData, Split
 from .loader import TensorLoader, eval_batches
 from .preprocess import build_preprocess
@@ -21,6 +21,9 @@ SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 graysca
 SOURCES.add("mnist", vision.mnist, "MNIST 28×28 handwritten digits, 10 classes (IDX files)")
 SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
 SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0")
+SOURCES.add("text_csv", text.text_csv, "CSV of texts and labels, word/char tokens, vocabulary fitted on train")
+SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word/char tokens, vocabulary fitted on train")
+SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
 
 __all__ = ["SOURCES", "DataBundle", "DataInfo", "SourceData", "Split", "TensorLoader", "build_data",
            "eval_batches"]
@@ -30,16 +33,17 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
     """Load the source, carve val (and test if the source has none), fit preprocessing on train."""
     src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed)
     classify = src.task == "classification"
+    stratify = classify and src.train.y.ndim == 1  # not per-token targets (language modelling)
     full = src.train
     indices: dict[str, torch.Tensor] = {}
     if src.test is None:
-        keep, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=classify)
+        keep, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
         test = Split(full.x[test_idx], full.y[test_idx])
         full = Split(full.x[keep], full.y[keep])
         indices["test"] = test_idx
     else:
         test = src.test
-    tr_idx, va_idx = split_indices(full.y, cfg.val_fraction, seed + 1, stratify=classify)
+    tr_idx, va_idx = split_indices(full.y, cfg.val_fraction, seed + 1, stratify=stratify)
     train = Split(full.x[tr_idx], full.y[tr_idx])
     val = Split(full.x[va_idx], full.y[va_idx]) if len(va_idx) else None
     indices.update(train=tr_idx, val=va_idx)
@@ -49,6 +53,8 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         indices["train"] = tr_idx[keep]
 
     splits = {"train": train, "val": val, "test": test}
+    if src.fit is not None:  # e.g. a text vocabulary: learned from the training split only
+        splits = src.fit(splits)
     if src.kind == "image":  # raw uint8 pixels -> float in [0, 1], once for the whole split
         splits = {k: (Split(s.x.float().div_(255.0) if s.x.dtype == torch.uint8 else s.x.float(), s.y)
                       if s is not None else None) for k, s in splits.items()}
@@ -64,7 +70,7 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
     num_classes = len(src.class_names) if (classify and src.class_names) else (
         int(full.y.max()) + 1 if classify else None)
     counts = {}
-    if classify:
+    if stratify:
         counts = {k: torch.bincount(s.y, minlength=num_classes).tolist() for k, s in splits.items() if s is not None}
     info = DataInfo(
         task=src.task,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -33,6 +33,9 @@ class SourceData:
     class_names: list[str] | None = None
     kind: Literal["image", "tabular", "tokens", "vector"] = "vector"
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. vocab for text
+    # fitted on the carved training split by build_data, applied to every split (e.g. a text
+    # vocabulary); it may fill in `class_names` and `extra`
+    fit: Callable[[dict[str, Split | None]], dict[str, Split | None]] | None = None
 
 
 @dataclass

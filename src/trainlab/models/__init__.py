@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 from ..registry import Registry
-from . import convnet, mlp
+from . import convnet, custom, gpt, mlp, resnet, rnn, transformer
 
 MODELS = Registry("model", "models", context=("info",))
 MODELS.add("linear", mlp.linear, "linear / logistic / softmax regression (one linear layer)")
 MODELS.add("mlp", mlp.mlp, "multi-layer perceptron: widths, activation, dropout, batch/layer norm")
+MODELS.add("lenet5", convnet.lenet5, "LeNet-5 (LeCun et al. 1998) for 28×28 or 32×32 images", aliases=("lenet",))
 MODELS.add("convnet", convnet.convnet, "VGG-style conv net with batch norm and stride-2 downsampling")
+MODELS.add("resnet", resnet.resnet, "ResNet: CIFAR-style depth 6n+2 (20, 32, 56, ...) or ResNet-18/34, with width")
+MODELS.add("rnn", rnn.rnn, "RNN / LSTM / GRU sequence classifier over token embeddings, uni- or bidirectional",
+           aliases=("lstm",))
+MODELS.add("transformer", transformer.transformer,
+           "transformer encoder classifier: token + position embeddings, pre-norm blocks, cls or mean pooling")
+MODELS.add("gpt", gpt.gpt, "small causal transformer decoder for language modelling, weight-tied head")
+MODELS.add("custom", custom.custom, "your own nn.Module: import 'package.module:Name' or 'file.py:Name', args")
 
 __all__ = ["MODELS", "build_model"]
 

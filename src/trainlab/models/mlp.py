@@ -6,6 +6,8 @@ from typing import Literal
 
 from torch import nn
 
+from .init import Init, apply_init
+
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"]
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
@@ -15,13 +17,17 @@ def _in_features(info) -> int:
     return math.prod(info.input_shape)
 
 
-def linear(info, bias: bool = True) -> nn.Module:
-    """One linear layer from the flattened input to the outputs (logits or regression targets)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(_in_features(info), info.output_dim, bias=bias))
+def linear(info, bias: bool = True, dropout: float = 0.0, init: Init = "default") -> nn.Module:
+    """One linear layer from the flattened input to the outputs (logits or regression targets);
+    `dropout` drops input features."""
+    # without dropout the layer stays at index 1 ("1.weight"), as tools reading a linear fit expect
+    layers = [nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
+              nn.Linear(_in_features(info), info.output_dim, bias=bias)]
+    return apply_init(nn.Sequential(*layers), init)
 
 
 def mlp(info, widths: list[int] = [256], activation: Activation = "relu", dropout: float = 0.0,
-        norm: Literal["none", "batch", "layer"] = "none") -> nn.Module:
+        norm: Literal["none", "batch", "layer"] = "none", init: Init = "default") -> nn.Module:
     """Flatten → [Linear → norm → activation → dropout] per width → Linear head.
 
     Initialization: Kaiming (He) for ReLU-family activations, Xavier (Glorot) for tanh/sigmoid.
@@ -47,4 +53,4 @@ def mlp(info, widths: list[int] = [256], activation: Activation = "relu", dropou
             else:
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
-    return model
+    return apply_init(model, init)

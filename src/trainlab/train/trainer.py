@@ -178,8 +178,8 @@ class Trainer:
             # running sums stay on the device: no sync here; a non-finite batch stays out of them
             if ok:
                 loss_sum += loss.detach() * len(yb)
-                if classify and yb.ndim == 1:
-                    correct += (out.detach().argmax(1) == yb).sum()
+                if classify and yb.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
+                    correct += (out.detach().argmax(-1) == yb).sum()
                 seen += len(yb)
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
@@ -195,7 +195,9 @@ class Trainer:
         logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
                 "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.lr_used}
         if classify:
-            logs["train.accuracy"] = int(correct) / max(seen, 1)
+            y = self.bundle.train.y  # targets per sample: 1, or T for per-token targets (B, T)
+            per_sample = math.prod(y.shape[1:]) if not y.is_floating_point() else 1
+            logs["train.accuracy"] = int(correct) / max(seen * per_sample, 1)
         return logs
 
     # --- one batch, one optimizer step ---------------------------------------------------------------
