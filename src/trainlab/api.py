@@ -29,13 +29,15 @@ class Run:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
-          run_dir: str | Path | None = None, progress: bool = True) -> Run:
-    """Train a recipe end to end; writes a run directory. Raises TrainlabError on bad input."""
+          run_dir: str | Path | None = None, progress: bool = True, callbacks: list | None = None) -> Run:
+    """Train a recipe end to end; writes a run directory. Raises TrainlabError on bad input.
+
+    `callbacks` (train.callbacks.Callback) see the run's events after the built-in ones."""
     from .train import Trainer
 
     recipe = load_recipe(recipe, overrides)
     # build everything before the run directory exists: bad input leaves nothing behind
-    trainer = Trainer(recipe, progress=progress)
+    trainer = Trainer(recipe, progress=progress, callbacks=callbacks)
     rd = RunDir.create(recipe.output.root, recipe.name, run_dir)
     trainer.run_dir = rd
     rd.write_recipe(recipe)
