@@ -82,7 +82,7 @@ def cmd_tune(args) -> int:
     from .tune.report import print_study
 
     if args.show:
-        print_study(console, *show(args.show, args.storage, args.run_dir or "runs"))
+        print_study(console, *show(args.show, args.storage, args.run_dir))
         return 0
     if not args.recipe:
         raise TrainlabError("tune: give a RECIPE to tune, or --show STUDY")
@@ -117,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--space", metavar="FILE", help="YAML search space to use instead of the recipe's search:")
     tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe field of the base recipe (repeatable)")
-    tu.add_argument("--run-dir", help="study folder (default <output.root>/tune/<study>); with --show: "
-                                      "where to look for <STUDY>/")
+    tu.add_argument("--run-dir", help="study folder (default <output.root>/tune/<study>)")
     tu.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
     tu.add_argument("--timeout", type=float, help="start no new trial after this many seconds")
     tu.add_argument("--study", help="study name (default: the recipe's name)")

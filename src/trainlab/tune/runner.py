@@ -17,7 +17,8 @@ from ..errors import RecipeError
 from ..recipe import apply_overrides, parse_recipe, read_yaml
 from ..track.rundir import atomic_write
 from .space import parse_space
-from .study import PRUNERS, SAMPLERS, TuneError, direction_of, open_storage, progress, sqlite_path
+from .study import (PRUNERS, SAMPLERS, TuneError, direction_of, make_sampler, open_storage, progress,
+                    sqlite_path)
 from .worker import TuneSettings, run_worker, settings_json
 
 
@@ -109,7 +110,7 @@ def open_study(s: TuneSettings, objective_flag: str, direction_flag: str, rec, s
         if stored and s.objective != stored:
             raise TuneError(f"--objective {s.objective}: study {s.study!r} optimizes {stored}; "
                             f"use another --study name")
-    elif objective_flag == "auto":
+    elif s.objective == "auto":
         s.objective = _auto_objective(rec)
     s.direction = direction_flag if direction_flag != "auto" else (
         "maximize" if higher_is_better(s.objective) else "minimize")
@@ -193,6 +194,10 @@ def tune(recipe: str | Path | dict, trials: int = 20, space: str | Path | None =
                      trials=trials, sampler=sampler, pruner=pruner, objective=objective, direction=direction,
                      heartbeat=heartbeat, workers=workers,
                      deadline=time.time() + timeout if timeout is not None else None)
+    make_sampler(sampler, sp, 0, trials)  # a missing package or a bad grid fails before anything is written
+    db = sqlite_path(url)
+    if objective == "auto" and db is not None and not db.is_file():
+        s.objective = _auto_objective(rec)  # a new study: learn the task (and check the data) first
     folder.mkdir(parents=True, exist_ok=True)
     st = open_study(s, objective, direction, rec, sp, say)
     atomic_write(folder / "study.json", json.dumps({
@@ -217,19 +222,23 @@ def finish(study, folder: Path, objective: str, space_raw: dict, status: str, sa
     return res
 
 
-def show(study_ref: str, storage: str | None = None, root: str | Path = "runs"):
-    """Load a study from its storage (nothing runs). Returns (study, objective)."""
+def show(study_ref: str, storage: str | None = None, folder: str | Path | None = None):
+    """Load a study from its storage (nothing runs). Returns (study, objective).
+
+    `study_ref` is a study folder, or a study name: looked up as runs/tune/<name>, in `folder`, or
+    in the `storage` URL."""
     import optuna
 
     p = Path(study_ref)
-    info_path = next((c / "study.json" for c in (p, Path(root) / "tune" / study_ref) if (c / "study.json").is_file()),
-                     None)
+    places = [Path(folder)] if folder is not None else [p, Path("runs") / "tune" / study_ref]
+    info_path = next((c / "study.json" for c in places if (c / "study.json").is_file()), None)
     info = json.loads(info_path.read_text()) if info_path else {}
     name = info.get("study", study_ref)
     url = storage or info.get("storage")
     if url is None:
-        raise TuneError(f"--show {study_ref}: no study folder here (looked for {p}/study.json and "
-                        f"{Path(root) / 'tune' / study_ref}/study.json); pass --storage URL for a database")
+        looked = " and ".join(str(c / "study.json") for c in places)
+        raise TuneError(f"--show {study_ref}: no study folder here (looked for {looked}); "
+                        f"pass --storage URL for a database")
     db = sqlite_path(url)
     if db is not None and not db.is_file():
         raise TuneError(f"--show {study_ref}: storage file {db} does not exist")

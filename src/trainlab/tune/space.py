@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import itertools
 import json
 import math
@@ -144,7 +145,7 @@ class SearchSpace:
         for p in self.params:
             if not self.active(p, {}, base):
                 continue
-            v = get_path(base, p.path)
+            v = recipe_value(base, p.path)
             if v is _MISSING:
                 return None, f"the recipe sets no value for {p.path}"
             if not p.contains(v):
@@ -183,8 +184,22 @@ def set_path(d: dict, path: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def recipe_value(base: dict, path: str) -> Any:
+    """The value at `path` in the recipe, or the registry entry's default for an option it omits."""
+    v = get_path(base, path)
+    parts = path.split(".")
+    if v is _MISSING and len(parts) == 2 and parts[0] in _COMPONENT_KEY:
+        name = get_path(base, f"{parts[0]}.{_COMPONENT_KEY[parts[0]]}")
+        reg = _registry(parts[0])
+        if isinstance(name, str) and name in reg:
+            opt = reg.options(name).get(parts[1])
+            if opt is not None and opt.default is not inspect.Parameter.empty:
+                return opt.default
+    return v
+
+
 def _lookup(values: dict, base: dict, path: str) -> Any:
-    return values[path] if path in values else get_path(base, path)
+    return values[path] if path in values else recipe_value(base, path)
 
 
 def _section_model(annotation):

@@ -7,11 +7,14 @@ study (as in optuna's own `study/_optimize.py`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,9 +103,17 @@ def _tell(study: optuna.Study, trial: optuna.Trial, say: Callable, **kw) -> bool
         return False
 
 
+def _set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
+    try:
+        for k, v in attrs.items():
+            with_retry(trial.set_user_attr, k, v)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # failed meanwhile by another worker (lost heartbeat); _tell says so
+
+
 def _interrupted(study: optuna.Study, trial: optuna.Trial, say: Callable) -> None:
     """Record a trial stopped by Ctrl-C as failed, and queue a copy so a re-run trains it again."""
-    with_retry(trial.set_user_attr, "error", "interrupted (Ctrl-C)")
+    _set_attrs(trial, error="interrupted (Ctrl-C)")
     if _tell(study, trial, say, state=TrialState.FAIL):
         frozen = study._storage.get_trial(trial._trial_id)
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen)
@@ -142,18 +153,31 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: 
             raise
         except Exception as e:
             error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            with_retry(trial.set_user_attr, "error", error)
+            _set_attrs(trial, error=error)
             state, note, tell = "failed", error, {"state": TrialState.FAIL}
             fatal = e if isinstance(e, ObjectiveError) else None
         seconds = time.perf_counter() - t0
-        with_retry(trial.set_user_attr, "seconds", round(seconds, 2))
-        with_retry(trial.set_user_attr, "epochs", cb.epochs)
+        _set_attrs(trial, seconds=round(seconds, 2), epochs=cb.epochs)
         _tell(study, trial, say, **tell)
     if fatal is not None:
         raise fatal
     params = "  ".join(f"{k}={_fmt(v)}" for k, v in values.items())
     say(f"trial {trial.number} {state}: {note}  ({cb.epochs} epochs, {seconds:.1f} s)  {params}")
     return state
+
+
+@contextlib.contextmanager
+def deferred_sigint():
+    """Hold Ctrl-C until the block ends: a claim interrupted half-way would leave a trial RUNNING
+    that no worker owns."""
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def run_worker(s: TuneSettings, index: int = 0, say: Callable = print, parent_pid: int | None = None,
@@ -179,13 +203,16 @@ def run_worker(s: TuneSettings, index: int = 0, say: Callable = print, parent_pi
                 return "timeout"
             if parent_pid is not None and os.getppid() != parent_pid:
                 return "orphaned"
-            with claim_lock(storage, s.study):
+            with deferred_sigint(), claim_lock(storage, s.study):
                 fail_stale(study)
                 p = progress(with_retry(study.get_trials, deepcopy=False))
                 if p.finished >= target:
                     return "done" if target == s.trials else "exhausted"
                 if p.finished + p.running < target:
                     trial = study.ask()
+                    # a RUNNING trial that never beat is never found stale: beat before anything else
+                    if s.heartbeat:
+                        storage.record_heartbeat(trial._trial_id)
             if trial is None:  # the rest are running elsewhere: wait for them to finish or go stale
                 time.sleep(poll)
                 continue
