@@ -64,6 +64,7 @@ def test_objective_that_is_not_logged_stops_the_study(tmp_path):
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
+@pytest.mark.slow  # four Fashion-MNIST loads
 @pytest.mark.skipif(not FMNIST.is_file(), reason="Fashion-MNIST not installed")
 def test_best_recipe_reproduces_the_best_trials_validation_accuracy(tmp_path):
     recipe = {

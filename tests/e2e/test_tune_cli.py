@@ -59,8 +59,10 @@ def test_bad_flag_exits_2(tmp_path, recipe):
     assert r.returncode == 2 and "--objective 'accuracy'" in r.stderr
 
 
+@pytest.mark.slow  # two worker processes, 8 trials, three CLI starts
 def test_two_workers_on_one_sqlite_storage_run_each_trial_number_once(tmp_path, recipe):
-    r = cli("tune", recipe(), "--trials", 8, "--workers", 2, "--sampler", "random", cwd=tmp_path)
+    r = cli("tune", recipe(), "--trials", 8, "--workers", 2, "--sampler", "random", "--pruner", "none",
+            cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "runs" / "tune" / "lin"
     study = optuna.load_study(study_name="lin", storage=f"sqlite:///{folder / 'study.db'}")

@@ -43,20 +43,23 @@ def rerun(cmd, cwd):
 
 
 def states(db: Path) -> list[str]:
+    """Trial states; a RUNNING trial that has sampled its parameters (it is training) reads TRAINING."""
     if not db.is_file():
         return []
     try:
         with sqlite3.connect(db, timeout=30) as c:
-            return [s for (s,) in c.execute("SELECT state FROM trials ORDER BY number")]
+            rows = c.execute("SELECT t.state, (SELECT count(*) FROM trial_params p WHERE p.trial_id = t.trial_id) "
+                             "FROM trials t ORDER BY t.number").fetchall()
     except sqlite3.OperationalError:  # tables not created yet
         return []
+    return ["TRAINING" if state == "RUNNING" and n else state for state, n in rows]
 
 
 def wait_until_one_finished_and_one_running(db: Path, proc, timeout=300):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         s = states(db)
-        if "COMPLETE" in s and "RUNNING" in s:
+        if "COMPLETE" in s and "TRAINING" in s:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
@@ -77,6 +80,7 @@ def test_killed_tune_is_finished_by_running_the_same_command_again(tmp_path):
     proc.communicate()
     before = load(db).trials
     orphans = [t.number for t in before if t.state == TrialState.RUNNING]  # left RUNNING by the dead process
+    assert len(orphans) == 1  # killed while training (trials last seconds; the kill follows within ms)
     done_before = sum(t.state == TrialState.COMPLETE for t in before)
     assert 1 <= done_before < TRIALS
 

@@ -18,7 +18,7 @@ from ..recipe import apply_overrides, parse_recipe, read_yaml
 from ..track.rundir import atomic_write
 from .space import parse_space
 from .study import (PRUNERS, SAMPLERS, TuneError, direction_of, make_sampler, open_storage, progress,
-                    sqlite_path)
+                    quiet_optuna, sqlite_path)
 from .worker import TuneSettings, run_worker, settings_json
 
 
@@ -178,6 +178,7 @@ def tune(recipe: str | Path | dict, trials: int = 20, space: str | Path | None =
     Raises TrainlabError (RecipeError, TuneError) on bad input, before anything is written.
     """
     _check_flags(trials, workers, timeout, sampler, pruner, objective, direction, heartbeat)
+    quiet_optuna()
     rec = load_tune_recipe(recipe, space, overrides)
     base = rec.to_dict()
     space_raw = base.pop("search")
