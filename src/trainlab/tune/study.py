@@ -139,6 +139,12 @@ class _GridSampler(optuna.samplers.GridSampler):
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_sampler(name, space, seed, n_trials)
+
+
+def _make_sampler(name: str, space: SearchSpace, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         # a short study should not spend 10 trials (Optuna's default) on random start-up
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, n_trials // 3)),
