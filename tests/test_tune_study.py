@@ -8,8 +8,16 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from trainlab.tune.space import parse_space
-from trainlab.tune.study import (SAMPLERS, TuneError, claim_lock, make_pruner, make_sampler, open_storage,
-                                 progress, sqlite_path)
+from trainlab.tune.study import (
+    SAMPLERS,
+    TuneError,
+    claim_lock,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    progress,
+    sqlite_path,
+)
 
 SPACE = parse_space({"optim.lr": {"loguniform": [1e-3, 1e-1]}, "data.batch_size": {"choice": [32, 64]}})
 

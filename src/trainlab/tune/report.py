@@ -104,9 +104,9 @@ def write_plots(study: optuna.Study, folder: Path, objective: str) -> tuple[dict
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import warnings
 
+    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
     written, skipped = {}, {}
@@ -131,7 +131,7 @@ def write_plots(study: optuna.Study, folder: Path, objective: str) -> tuple[dict
             path = folder / f"{stem}.png"
             atomic_write(path, buf.getvalue())
             written[stem] = path
-        except Exception as e:  # e.g. fANOVA on parameters that never varied
+        except Exception as e:  # noqa: BLE001 -- e.g. fANOVA on parameters that never varied: skip that plot
             plt.close("all")
             skipped[stem] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return written, skipped
@@ -170,8 +170,8 @@ def write_report(study: optuna.Study, path: Path, objective: str, plots: dict[st
         f"<figcaption>{e(PLOTS[stem][0])}</figcaption></figure>" for stem, p in plots.items())
     figs += "".join(f"<p class=muted>{e(PLOTS[k][0])}: not drawn ({e(v)})</p>" for k, v in skipped.items())
     best = s["best"]
-    lines = [f"{s['finished']} finished trials ({', '.join(f'{n} {k}' for k, n in s['states'].items())}), "
-             f"{objective} to {s['direction']}."]
+    states = ", ".join(f"{n} {k}" for k, n in s["states"].items())
+    lines = [f"{s['finished']} finished trials ({states}), {objective} to {s['direction']}."]
     if best:
         lines.append(f"Best: trial {best['number']}, {objective} {best['value']:.4f}.")
     if s["baseline"] and best:

@@ -9,17 +9,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import RecipeError
 from ..recipe import apply_overrides, parse_recipe, read_yaml
 from ..track.rundir import atomic_write
 from .space import parse_space
-from .study import (PRUNERS, SAMPLERS, TuneError, direction_of, make_sampler, open_storage, progress,
-                    quiet_optuna, sqlite_path)
-from .worker import TuneSettings, run_worker, settings_json
+from .study import (
+    PRUNERS,
+    SAMPLERS,
+    TuneError,
+    direction_of,
+    make_sampler,
+    open_storage,
+    progress,
+    quiet_optuna,
+    sqlite_path,
+)
+from .worker import CHILD, TuneSettings, run_worker, settings_json
 
 
 @dataclass
@@ -88,7 +98,7 @@ def _public_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- not a URL sqlalchemy parses: shown as given
         return url
 
 
@@ -144,7 +154,7 @@ def _run_workers(s: TuneSettings, say: Callable) -> str:
     procs = []
     for i in range(s.workers):
         # own process group: a terminal's Ctrl-C reaches only us, and we forward it exactly once
-        p = subprocess.Popen([sys.executable, "-m", "trainlab.tune.worker", str(i)], stdin=subprocess.PIPE,
+        p = subprocess.Popen([sys.executable, "-c", CHILD, str(i)], stdin=subprocess.PIPE,
                              env=env, text=True, process_group=0)
         p.stdin.write(settings_json(s))
         p.stdin.close()

@@ -98,7 +98,7 @@ class Param:
         if self.kind == "int" and not self.log:
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         if self.kind == "uniform" and self.step:
-            n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+            n = math.floor((self.high - self.low) / self.step + 1e-9)
             return [round(self.low + i * self.step, 12) for i in range(n + 1)]
         raise RecipeError(f"search.{self.path}: --sampler grid needs a choice list or a range with a step "
                           f"(this one is continuous)")

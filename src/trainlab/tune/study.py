@@ -21,9 +21,10 @@ import contextlib
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -71,7 +72,7 @@ def open_storage(url: str, heartbeat: int | None = 30) -> optuna.storages.RDBSto
                                             if heartbeat else None))
     except ImportError as e:
         raise TuneError(f"--storage {url}: the database driver is not installed ({e})") from None
-    except Exception as e:  # sqlalchemy.exc.ArgumentError, OperationalError ...
+    except Exception as e:  # noqa: BLE001 -- sqlalchemy ArgumentError, OperationalError ...: one line
         raise TuneError(f"--storage {url}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 

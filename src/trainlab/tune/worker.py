@@ -1,7 +1,7 @@
 """One tuning worker: claim a trial, train it as a full trainlab run, record the outcome.
 
-It runs inside the `trainlab tune` process (`--workers 1`) or as a child process,
-`python -m trainlab.tune.worker INDEX`, reading its settings as JSON on stdin. A trial's outcome
+It runs inside the `trainlab tune` process (`--workers 1`) or as a child process started with
+`CHILD` (below), reading its settings as JSON on stdin. A trial's outcome
 is a recorded Optuna state — complete, pruned or failed with its error — never a crash of the
 study (as in optuna's own `study/_optimize.py`).
 """
@@ -16,9 +16,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -26,8 +27,17 @@ from optuna.trial import TrialState
 from ..errors import TrainlabError
 from ..train.callbacks import Callback
 from .space import SearchSpace, parse_space, set_path
-from .study import (claim_lock, fail_stale, make_pruner, make_sampler, open_storage, progress, quiet_optuna,
-                    sampler_seed, with_retry)
+from .study import (
+    claim_lock,
+    fail_stale,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    progress,
+    quiet_optuna,
+    sampler_seed,
+    with_retry,
+)
 
 
 @dataclass
@@ -122,10 +132,11 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial, say: Callable) -> Non
 def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: SearchSpace,
               say: Callable) -> str:
     """Train one trial; returns its state name. KeyboardInterrupt and ObjectiveError propagate."""
+    from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat study.optimize uses
+
     from ..api import train
     from ..recipe import load_recipe
     from ..track.rundir import RunDir
-    from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat study.optimize uses
 
     run_dir = Path(s.study_dir) / "trials" / f"{trial.number:04d}"
     cb = ReportCallback(trial, s.objective, s.direction == "maximize")
@@ -151,7 +162,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: 
         except KeyboardInterrupt:
             _interrupted(study, trial, say)
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- any error fails this trial, never the study
             error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
             _set_attrs(trial, error=error)
             state, note, tell = "failed", error, {"state": TrialState.FAIL}
@@ -224,11 +235,20 @@ def run_worker(s: TuneSettings, index: int = 0, say: Callable = print, parent_pi
         return "interrupted"
 
 
-def main() -> int:
+# Child processes start with this: a Ctrl-C that arrives while torch is still importing is noted
+# (not raised half-way through an import) and honoured once the worker is ready.
+CHILD = ("import signal, sys; got = []; signal.signal(signal.SIGINT, lambda *a: got.append(1)); "
+         "from trainlab.tune.worker import main; sys.exit(main(got))")
+
+
+def main(interrupted: list | None = None) -> int:
     """Child-process entry: settings as JSON on stdin, worker index as the argument."""
     index = int(sys.argv[1])
     s = TuneSettings(**json.loads(sys.stdin.read()))
     prefix = f"[worker {index}] "
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:
+        return 130
     try:
         why = run_worker(s, index, lambda m: print(prefix + m, flush=True), parent_pid=os.getppid())
     except TrainlabError as e:
