@@ -43,16 +43,16 @@ def rerun(cmd, cwd):
 
 
 def states(db: Path) -> list[str]:
-    """Trial states; a RUNNING trial that has sampled its parameters (it is training) reads TRAINING."""
+    """Trial states; a RUNNING trial whose run has started (its run directory has env.json) reads TRAINING."""
     if not db.is_file():
         return []
     try:
         with sqlite3.connect(db, timeout=30) as c:
-            rows = c.execute("SELECT t.state, (SELECT count(*) FROM trial_params p WHERE p.trial_id = t.trial_id) "
-                             "FROM trials t ORDER BY t.number").fetchall()
+            rows = c.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
     except sqlite3.OperationalError:  # tables not created yet
         return []
-    return ["TRAINING" if state == "RUNNING" and n else state for state, n in rows]
+    started = {n for n, _ in rows if (db.parent / "trials" / f"{n:04d}" / "env.json").is_file()}
+    return ["TRAINING" if state == "RUNNING" and n in started else state for n, state in rows]
 
 
 def wait_until_one_finished_and_one_running(db: Path, proc, timeout=300):

@@ -113,6 +113,11 @@ def _tell(study: optuna.Study, trial: optuna.Trial, say: Callable, **kw) -> bool
         return False
 
 
+def _is_interrupt(e: BaseException) -> bool:
+    """Ctrl-C: a KeyboardInterrupt, or a trainer's own stop on a signal (also a BaseException, not an Exception)."""
+    return not isinstance(e, (Exception, SystemExit, GeneratorExit))
+
+
 def _set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
     try:
         for k, v in attrs.items():
@@ -131,7 +136,7 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial, say: Callable) -> Non
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: SearchSpace,
               say: Callable) -> str:
-    """Train one trial; returns its state name. KeyboardInterrupt and ObjectiveError propagate."""
+    """Train one trial; returns its state name. Interrupts (Ctrl-C) and ObjectiveError propagate."""
     from optuna.storages._heartbeat import get_heartbeat_thread  # the heartbeat study.optimize uses
 
     from ..api import train
@@ -159,14 +164,15 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: 
             state, note, tell = "pruned", str(e), {"state": TrialState.PRUNED}
             if (run_dir / "env.json").is_file():
                 RunDir(run_dir).update_env(status="pruned", error=None, stop_reason=str(e))
-        except KeyboardInterrupt:
-            _interrupted(study, trial, say)
-            raise
         except Exception as e:  # noqa: BLE001 -- any error fails this trial, never the study
             error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
             _set_attrs(trial, error=error)
             state, note, tell = "failed", error, {"state": TrialState.FAIL}
             fatal = e if isinstance(e, ObjectiveError) else None
+        except BaseException as e:
+            if _is_interrupt(e):
+                _interrupted(study, trial, say)
+            raise
         seconds = time.perf_counter() - t0
         _set_attrs(trial, seconds=round(seconds, 2), epochs=cb.epochs)
         _tell(study, trial, say, **tell)
@@ -229,7 +235,9 @@ def run_worker(s: TuneSettings, index: int = 0, say: Callable = print, parent_pi
                 continue
             run_trial(study, trial, s, space, say)
             trial = None
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not _is_interrupt(e):
+            raise
         if trial is not None and with_retry(study._storage.get_trial, trial._trial_id).state == TrialState.RUNNING:
             _interrupted(study, trial, say)
         return "interrupted"
