@@ -179,6 +179,26 @@ def cmd_summary(args) -> int:
     return 0
 
 
+@command
+def cmd_tune(args) -> int:
+    from .tune import show, tune
+    from .tune.report import print_study
+
+    if args.show:
+        print_study(console, *show(args.show, args.storage, args.run_dir))
+        return 0
+    if not args.recipe:
+        raise TrainlabError("tune: give a RECIPE to tune, or --show STUDY")
+    res = tune(args.recipe, args.trials, args.space, args.set, args.run_dir, args.workers, args.timeout,
+               args.study, args.storage, args.sampler, args.pruner, args.objective, args.direction,
+               args.heartbeat, say=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    print_study(console, *show(str(res.folder), args.storage), outputs=res.outputs)
+    if res.status == "interrupted":
+        console.print(f"interrupted: {res.finished} finished trials kept; run the same command again to continue")
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainlab", description="A deep-learning training and optimization lab.")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (anywhere on the line)")
@@ -220,6 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     sm.add_argument("--depth", type=int, default=2, help="show modules nested up to this depth (default 2)")
     sm.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    tu = sub.add_parser("tune", help="search hyperparameters with Optuna over the recipe's `search:` space")
+    tu.add_argument("recipe", nargs="?", help="recipe YAML file with a search: section (or pass --space)")
+    tu.add_argument("--trials", type=int, default=20, help="finished trials the study should reach (default 20)")
+    tu.add_argument("--space", metavar="FILE", help="YAML search space to use instead of the recipe's search:")
+    tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe field of the base recipe (repeatable)")
+    tu.add_argument("--run-dir", help="study folder (default <output.root>/tune/<study>)")
+    tu.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
+    tu.add_argument("--timeout", type=float, help="start no new trial after this many seconds")
+    tu.add_argument("--study", help="study name (default: the recipe's name)")
+    tu.add_argument("--storage", help="SQLAlchemy URL (default: SQLite file study.db in the study folder)")
+    tu.add_argument("--sampler", default="tpe", choices=["tpe", "random", "grid", "cmaes"])
+    tu.add_argument("--pruner", default="median", choices=["median", "asha", "hyperband", "none"])
+    tu.add_argument("--objective", default="auto", help="per-epoch metric to optimize, e.g. val.accuracy "
+                                                        "(default: val.accuracy or val.loss by task)")
+    tu.add_argument("--direction", default="auto", choices=["auto", "maximize", "minimize"])
+    tu.add_argument("--heartbeat", type=int, default=30,
+                    help="seconds between a running trial's heartbeats; a trial silent for twice this is re-run")
+    tu.add_argument("--show", metavar="STUDY", help="print a study (folder or name) from its storage and exit")
 
     ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules")
     ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules"])

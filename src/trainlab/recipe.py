@@ -139,6 +139,10 @@ class Recipe(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig | None = Field(None, description="Stop when the monitored metric stops improving.")
     output: OutputConfig = Field(default_factory=OutputConfig)
+    search: dict[str, Any] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="Search space for `trainlab tune`: recipe path -> distribution, e.g. "
+                    "`{optim.lr: {loguniform: [1.0e-4, 1.0e-1]}}` (see docs/tuning.md).")
 
     def check(self) -> "Recipe":
         """Validate every component's options against its registry entry. Raises RecipeError."""
@@ -163,6 +167,10 @@ class Recipe(Section):
         if self.loss.name != "auto":
             entry = LOSSES.get(self.loss.name, "loss.name")
             LOSSES.validate(entry.name, self.loss.options(), "loss")
+        if self.search is not None:
+            from .tune.space import parse_space  # paths, distributions and every value they reach
+
+            parse_space(self.search, self.to_dict())
         return self
 
     def to_dict(self) -> dict[str, Any]:
