@@ -59,11 +59,12 @@ def test_scheduled_lrs_replays_the_schedule_and_checks_it_against_the_log():
 
     opt = build_optimizer(recipe.optim, model)
     sched = build_schedule(recipe.schedule, opt, 20)
-    truth = {}
+    truth, used = {}, {}
     for step in range(1, 21):
+        used[step] = opt.param_groups[0]["lr"]  # the LR step `step` trains with: what the run logs
         opt.step(), sched.step()
         truth[step] = opt.param_groups[0]["lr"]
-    logged = {s: truth[s] for s in (5, 10, 15, 20)}
+    logged = {s: used[s] for s in (5, 10, 15, 20)}
     lrs = plots.scheduled_lrs(recipe, _records(logged, per_epoch=10, epochs=2))
     assert lrs is not None and len(lrs) == 21 and lrs[0] == (0, 0.1)
     assert [lr for _, lr in lrs[1:]] == pytest.approx([truth[s] for s in range(1, 21)])
