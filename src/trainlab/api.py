@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,11 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     rd.write_env(device=str(trainer.device), seed=recipe.seed, threads=torch.get_num_threads(),
                  extra={"status": "running", "data": trainer.bundle.info.to_dict(),
                         "determinism": trainer.determinism})
-    rd.write_json("data/split_sizes.json", trainer.bundle.info.sizes)
+    from .data import save_data_state
+
+    save_data_state(rd, trainer.bundle)  # split sizes and indices, fitted preprocessing
+    for note in trainer.bundle.info.notes:  # rows dropped, cells imputed: said once, never silent
+        print(f"trainlab: data: {note}", file=sys.stderr, flush=True)
     if "vocab" in trainer.bundle.info.extra:  # text: evaluation must map tokens to the same ids
         rd.write_json("data/vocab.json", trainer.bundle.info.extra["vocab"])
     return _fit_and_finish(trainer, rd)

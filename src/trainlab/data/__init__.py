@@ -1,4 +1,4 @@
-"""Data: sources (registry), splits, preprocessing and the fast in-memory loader."""
+"""Data: sources (registry), splits, preprocessing, augmentation and the training loaders."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..registry import Registry
-from . import synthetic, text, vision
+from . import cifar, folder, sklearn_sets, synthetic, tabular, text, vision
+from .augment import AUGMENTS, Augment, build_augment
 from .bundle import DataBundle, DataInfo, SourceData, Split
-from .loader import TensorLoader, eval_batches
+from .loader import StreamingLoader, TensorLoader, build_loader, eval_batches
 from .preprocess import build_preprocess
 from .splits import split_indices, subset_indices
 
@@ -19,14 +20,22 @@ SOURCES = Registry("data source", "sources", context=("seed",))
 SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 grayscale clothing, 10 classes (IDX files)",
             aliases=("fashion-mnist", "fmnist"))
 SOURCES.add("mnist", vision.mnist, "MNIST 28×28 handwritten digits, 10 classes (IDX files)")
+SOURCES.add("cifar10", cifar.cifar10, "CIFAR-10 32×32 RGB, 10 classes (official binary batches or their .tar.gz)",
+            aliases=("cifar-10",))
+for _name, (_, _, _desc) in sklearn_sets.SETS.items():
+    SOURCES.add(f"sklearn:{_name}", sklearn_sets.factory(_name), _desc)
+SOURCES.add("csv", tabular.csv, "CSV table: feature and target columns, one-hot categories, imputation")
+SOURCES.add("parquet", tabular.parquet, "Parquet table: options as csv")
+SOURCES.add("image_folder", folder.image_folder, "class-per-subfolder PNG/JPEG images, resized (Pillow)")
 SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
 SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0")
+SOURCES.add("synthetic:classification", synthetic.classification, "Gaussian blobs: separable classes for tests")
 SOURCES.add("text_csv", text.text_csv, "CSV of texts and labels, word/char tokens, vocabulary fitted on train")
 SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word/char tokens, vocabulary fitted on train")
 SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
 
-__all__ = ["SOURCES", "DataBundle", "DataInfo", "SourceData", "Split", "TensorLoader", "build_data",
-           "eval_batches"]
+__all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
+           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "save_data_state"]
 
 
 def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
@@ -62,7 +71,8 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         splits = {k: (Split(s.x.float(), s.y) if s is not None else None) for k, s in splits.items()}
 
     stats = {}
-    for step in build_preprocess(cfg.preprocess):
+    steps = build_preprocess(cfg.preprocess)
+    for step in steps:
         step.fit(splits["train"].x)  # statistics from the training split only
         splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
         stats["normalize"] = step.stats()
@@ -83,5 +93,26 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         sizes={k: len(s) for k, s in splits.items() if s is not None},
         stats=stats,
         extra=src.extra,
+        notes=list(src.notes),
     )
-    return DataBundle(splits["train"], splits["val"], splits["test"], info, indices)
+    bundle = DataBundle(splits["train"], splits["val"], splits["test"], info, indices)
+    bundle.preprocess = {f"{i}.{k}": v for i, step in enumerate(steps) for k, v in step.state_dict().items()
+                         if isinstance(v, torch.Tensor)}
+    return bundle
+
+
+def save_data_state(rd, bundle: DataBundle) -> None:
+    """Into the run directory: split sizes, the split indices (into the source's own splits) and
+    the fitted preprocessing (statistics from the training split), so evaluation can check it
+    rebuilds exactly the same data. Tensors go to safetensors: nothing here is ever unpickled."""
+    from safetensors.torch import save
+
+    from ..track.rundir import atomic_write
+
+    rd.write_json("data/split_sizes.json", bundle.info.sizes)
+    idx = {k: v.contiguous() for k, v in bundle.split_indices.items()}
+    atomic_write(rd.path / "data" / "split_indices.safetensors", save(idx))
+    rd.write_json("data/preprocess.json", {"steps": bundle.info.stats, "notes": bundle.info.notes})
+    if bundle.preprocess:
+        atomic_write(rd.path / "data" / "preprocess.safetensors",
+                     save({k: v.contiguous() for k, v in bundle.preprocess.items()}))
