@@ -84,7 +84,7 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         counts = {k: torch.bincount(s.y, minlength=num_classes).tolist() for k, s in splits.items() if s is not None}
     info = DataInfo(
         task=src.task,
-        input_shape=tuple(train.x.shape[1:]),
+        input_shape=tuple(splits["train"].x.shape[1:]),
         num_classes=num_classes,
         output_dim=num_classes if classify else (int(train.y.shape[1]) if train.y.ndim > 1 else 1),
         kind=src.kind,

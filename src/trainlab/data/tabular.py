@@ -83,7 +83,7 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
     if not feats:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
     notes = []
-    keep = df[target].notna().to_numpy()
+    keep = df[target].notna().to_numpy().copy()
     if not keep.all():
         notes.append(f"dropped {int((~keep).sum())} rows whose target {target!r} is missing")
     if missing == "drop":
@@ -92,7 +92,7 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
         if dropped.any():
             notes.append(f"dropped {int(dropped.sum())} rows with missing feature values "
                          f"({int(df.loc[dropped, feats].isna().sum().sum())} empty cells; data.missing: drop)")
-        keep &= complete
+        keep = keep & complete
     is_test = np.arange(len(df)) >= n_train_file
     df, is_test = df[keep].reset_index(drop=True), is_test[keep]
     if len(df) == 0:
@@ -114,7 +114,7 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
     x = df[feats].copy()
     categorical = [c for c in feats if not _is_numeric(x[c])]
     for c in categorical:  # one missing marker (np.nan) and plain strings for the encoder
-        x[c] = x[c].astype(object).where(x[c].notna(), np.nan).map(lambda v: v if v is np.nan else str(v))
+        x[c] = x[c].astype(object).map(str, na_action="ignore")
     numeric = [c for c in feats if c not in categorical]
     rows = torch.arange(len(df))
     train = Split(rows[~torch.from_numpy(is_test)], y[~torch.from_numpy(is_test)])
