@@ -300,3 +300,29 @@ def test_loader_choice_follows_the_memory_budget():
     assert type(build_loader(b.train, r.data, 0)) is StreamingLoader
     r2 = load_recipe({"data": {"source": "sklearn:digits"}})
     assert type(build_loader(b.train, r2.data, 0)) is TensorLoader
+
+
+def test_resume_with_augmentation_is_exact():
+    # two epochs straight, against one epoch + state_dict/load_state_dict + one more: same weights,
+    # because the augmentation generator's state travels with the trainer's
+    from trainlab.train import Trainer
+
+    def recipe(epochs):
+        return load_recipe({"seed": 4, "data": {"source": "sklearn:digits", "batch_size": 64,
+                                                "augment": [{"random_crop": {"padding": 1}}, "hflip", {"mixup": 0.4}]},
+                            "model": {"name": "mlp", "widths": [16]}, "train": {"epochs": epochs, "threads": 1},
+                            "output": {"tensorboard": False}})
+
+    straight = Trainer(recipe(2), progress=False)
+    straight.fit()
+    first = Trainer(recipe(2), progress=False)
+    first.epochs = 1
+    first.fit()
+    state, weights = first.state_dict(), {k: v.clone() for k, v in first.model.state_dict().items()}
+    assert "generator" in state["augment"]
+    resumed = Trainer(recipe(2), progress=False)
+    resumed.model.load_state_dict(weights)
+    resumed.load_state_dict(state)
+    resumed.fit()
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

@@ -127,7 +127,8 @@ def test_text_csv_trains_end_to_end(tmp_path, cli, write_recipe):
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     recipe = write_recipe({"name": "text", "data": {"source": "text_csv", "path": str(tmp_path / "t.csv"),
                                                     "max_len": 8, "batch_size": 16},
-                           "model": {"name": "mlp", "widths": [16]}, "optim": {"name": "adamw", "lr": 1e-2},
+                           "model": {"name": "rnn", "cell": "gru", "embed_dim": 16, "hidden": 16, "pool": "max"},
+                           "optim": {"name": "adamw", "lr": 1e-2},
                            "train": {"epochs": 5, **FAST}, "output": QUIET})
     r = cli("train", recipe, "--run-dir", tmp_path / "run")
     assert r.returncode == 0, r.stderr
