@@ -100,6 +100,29 @@ def test_normalization_statistics_come_from_the_training_split_only():
     assert st["scale"][0] == pytest.approx(float(raw.train.x.std()), abs=1e-6)
 
 
+def test_split_indices_point_into_the_source_and_partition_it():
+    from trainlab.data import SOURCES
+
+    r = load_recipe({"seed": 3, "data": {"source": "sklearn:wine", "subset": 0.5}})
+    b = build_data(r.data, r.seed)
+    src = SOURCES.build("sklearn:wine", {}, "data")
+    idx = b.split_indices
+    assert sorted(idx) == ["test", "train", "val"]
+    for k in idx:
+        assert torch.equal(src.train.y[idx[k]], b.split(k).y)
+    everything = torch.cat(list(idx.values()))
+    assert len(everything.unique()) == len(everything)  # disjoint
+
+
+def test_saved_preprocessing_is_applied_instead_of_refitted():
+    r = load_recipe({"data": {"source": "synthetic:linear", "preprocess": [{"normalize": "standard"}]}})
+    saved = {"0.shift": torch.tensor([[10.0]]), "0.scale": torch.tensor([[2.0]])}
+    b = build_data(r.data, 0, saved)
+    raw = data({"source": "synthetic:linear"})
+    assert torch.allclose(b.train.x, (raw.train.x - 10) / 2) and torch.allclose(b.test.x, (raw.test.x - 10) / 2)
+    assert b.info.stats["normalize"]["shift"] == [10.0]
+
+
 def test_normalization_ignores_the_test_file(tmp_path):
     # train rows ~ 0..1, test rows ~ 100..101: the fitted shift must be the training mean (≈0.5),
     # not the mean of all rows (≈ 33)

@@ -150,7 +150,11 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     if vocab.is_file():  # a text run: read the data with the vocabulary it was trained with
         raw.setdefault("data", {})["vocab"] = str(vocab)
     recipe = load_recipe(raw)
-    trainer = Trainer(recipe, run_dir=rd, progress=False)
+    from .data import build_data, load_preprocess_state
+
+    fitted = load_preprocess_state(rd.path)  # the run's own normalization statistics, not refitted ones
+    bundle = build_data(recipe.data, recipe.seed, fitted) if fitted else None
+    trainer = Trainer(recipe, run_dir=rd, progress=False, bundle=bundle)
     trainer.load_weights(checkpoint)
     epoch = _checkpoint_epoch(rd, checkpoint)
     trainer.epoch = epoch

@@ -60,9 +60,14 @@ def test_breast_cancer_csv_trains_to_095(tmp_path, cli, write_recipe):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "run/eval/test.json").read_text())
     assert m["accuracy"] >= 0.95
-    assert (tmp_path / "run/data/split_indices.safetensors").is_file()
+    for f in ("split_indices.safetensors", "preprocess.safetensors", "split_sizes.json"):
+        assert (tmp_path / "run/data" / f).is_file()
     assert json.loads((tmp_path / "run/data/preprocess.json").read_text())["steps"]["normalize"]["method"] == "standard"
     assert "imputed" not in r.stderr
+    # evaluation applies the run's saved statistics and gets the same numbers
+    e = cli("evaluate", tmp_path / "run", "--split", "test")
+    assert e.returncode == 0, e.stderr
+    assert json.loads((tmp_path / "run/eval/test.json").read_text())["accuracy"] == m["accuracy"]
 
 
 def test_breast_cancer_csv_without_target_column_exits_2(tmp_path, cli, write_recipe):

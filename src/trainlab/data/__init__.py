@@ -35,31 +35,37 @@ SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word
 SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
 
 __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
-           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "save_data_state"]
+           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "load_preprocess_state",
+           "save_data_state"]
 
 
-def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
-    """Load the source, carve val (and test if the source has none), fit preprocessing on train."""
+def build_data(cfg: "DataConfig", seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
+    """Load the source, carve val (and test if the source has none), fit preprocessing on train.
+
+    `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`): apply
+    these fitted statistics instead of fitting again, so evaluating a run repeats its transform."""
     src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed)
     classify = src.task == "classification"
     stratify = classify and src.train.y.ndim == 1  # not per-token targets (language modelling)
     full = src.train
+    # every saved index points into the source's own training data (its test split stays whole)
     indices: dict[str, torch.Tensor] = {}
+    rest = torch.arange(len(full))
     if src.test is None:
-        keep, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
+        rest, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
         test = Split(full.x[test_idx], full.y[test_idx])
-        full = Split(full.x[keep], full.y[keep])
+        full = Split(full.x[rest], full.y[rest])
         indices["test"] = test_idx
     else:
         test = src.test
     tr_idx, va_idx = split_indices(full.y, cfg.val_fraction, seed + 1, stratify=stratify)
     train = Split(full.x[tr_idx], full.y[tr_idx])
     val = Split(full.x[va_idx], full.y[va_idx]) if len(va_idx) else None
-    indices.update(train=tr_idx, val=va_idx)
     if cfg.subset is not None:
         keep = subset_indices(len(train), cfg.subset, seed)
         train = Split(train.x[keep], train.y[keep])
-        indices["train"] = tr_idx[keep]
+        tr_idx = tr_idx[keep]
+    indices.update(train=rest[tr_idx], val=rest[va_idx])
 
     splits = {"train": train, "val": val, "test": test}
     if src.fit is not None:  # e.g. a text vocabulary: learned from the training split only
@@ -72,8 +78,12 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
 
     stats = {}
     steps = build_preprocess(cfg.preprocess)
-    for step in steps:
-        step.fit(splits["train"].x)  # statistics from the training split only
+    for i, step in enumerate(steps):
+        saved = {k.split(".", 1)[1]: v for k, v in (preprocess_state or {}).items() if k.startswith(f"{i}.")}
+        if saved:
+            step.load_state_dict({"method": step.method, **saved})
+        else:
+            step.fit(splits["train"].x)  # statistics from the training split only
         splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
         stats["normalize"] = step.stats()
 
@@ -99,6 +109,23 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
     bundle.preprocess = {f"{i}.{k}": v for i, step in enumerate(steps) for k, v in step.state_dict().items()
                          if isinstance(v, torch.Tensor)}
     return bundle
+
+
+def load_preprocess_state(run_dir) -> dict[str, torch.Tensor] | None:
+    """The fitted preprocessing a run saved (None for runs without any)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    p = Path(run_dir) / "data" / "preprocess.safetensors"
+    if not p.is_file():
+        return None
+    try:
+        return load_file(p)
+    except (OSError, ValueError) as e:
+        from ..errors import RunDirError
+
+        raise RunDirError(f"{p}: cannot read the run's fitted preprocessing ({e})") from None
 
 
 def save_data_state(rd, bundle: DataBundle) -> None:
