@@ -176,8 +176,8 @@ def test_csv_imputes_or_drops_and_says_how_many(tmp_path):
     p, df = write_table(tmp_path, blank=0.1)
     blanks = int(df[["num", "colour"]].isna().sum().sum())
     b = data({"source": "csv", "path": str(p), "target": "y", "missing": "median"})
-    assert b.info.notes == [f"imputed {blanks} missing cells with the median of the training split, most "
-                            "frequent category (data.missing: median)"]
+    assert b.info.notes == [(f"imputed {blanks} missing cells with the median of the training split "
+                             "(categorical columns: its most frequent value; data.missing: median)")]
     assert not torch.isnan(b.train.x).any() and sum(b.info.sizes.values()) == len(df)
     d = data({"source": "csv", "path": str(p), "target": "y", "missing": "drop"})
     rows = int(df[["num", "colour"]].isna().any(axis=1).sum())

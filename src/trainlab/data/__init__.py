@@ -39,7 +39,7 @@ __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceDa
            "save_data_state"]
 
 
-def build_data(cfg: "DataConfig", seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
+def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
     """Load the source, carve val (and test if the source has none), fit preprocessing on train.
 
     `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`): apply

@@ -23,6 +23,7 @@ AUGMENTS = Registry("augmentation", "augments", context=("num_classes",))
 Prob = Annotated[float, Field(ge=0, le=1)]
 NonNeg = Annotated[float, Field(ge=0)]
 Pos = Annotated[float, Field(gt=0)]
+Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
 def _rand(n: int, g: torch.Generator, device) -> torch.Tensor:
@@ -195,7 +196,7 @@ def rotate(degrees: NonNeg = 10.0, p: Prob = 1.0) -> Op:
 
 
 def affine(degrees: NonNeg = 0.0, translate: Annotated[float, Field(ge=0, le=1)] = 0.1,
-           scale: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.9, 1.1], p: Prob = 1.0) -> Op:  # noqa: B006
+           scale: Pair = [0.9, 1.1], p: Prob = 1.0) -> Op:  # noqa: B006
     """Rotate by U(±degrees), shift by U(±translate) of the size, scale by U(scale); with probability p."""
     if not 0 < scale[0] <= scale[1]:
         raise RecipeError(f"data.augment: affine scale must be [low, high] with 0 < low <= high, got {scale}")
@@ -207,8 +208,7 @@ def noise(std: Pos = 0.05) -> Op:
     return Noise(std)
 
 
-def erase(p: Prob = 0.5, scale: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.02, 0.25],  # noqa: B006
-          ratio: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.3, 3.3], value: float = 0.0) -> Op:
+def erase(p: Prob = 0.5, scale: Pair = [0.02, 0.25], ratio: Pair = [0.3, 3.3], value: float = 0.0) -> Op:  # noqa: B006
     """Random erasing / cutout: with probability p set a box (share U(scale) of the area, aspect
     ratio log-U(ratio)) to `value`."""
     if not (0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]):

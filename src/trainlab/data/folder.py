@@ -55,7 +55,7 @@ def read_folder(root: Path, size: tuple[int, int], mode: str, names: list[str] |
     if names is None:
         names = found
     elif set(found) - set(names):
-        extra = sorted(set(found) - set(names))[0]
+        extra = min(set(found) - set(names))
         raise DataError(f"{root / extra}: class {extra!r} has no training images")
     images, labels = [], []
     for d in dirs:

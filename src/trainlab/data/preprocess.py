@@ -23,7 +23,7 @@ class Normalize:
         # images (N, C, H, W): statistics per channel; anything else: per feature
         return (0, 2, 3) if x.ndim == 4 else (0,)
 
-    def fit(self, x: torch.Tensor) -> "Normalize":
+    def fit(self, x: torch.Tensor) -> Normalize:
         dims = self._dims(x)
         x = x.float()
         if self.method == "standard":

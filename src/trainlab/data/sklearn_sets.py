@@ -2,7 +2,7 @@
 breast_cancer (classification) and diabetes (regression)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -147,8 +147,9 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
             imputed += int(sub.isna().sum().sum())
             out[k] = Split(torch.tensor(ct.transform(sub), dtype=torch.float32), s.y)
         if imputed:
-            how = f"the {strategy} of the training split" + (", most frequent category" if categorical else "")
-            src.notes.append(f"imputed {imputed} missing cells with {how} (data.missing: {missing})")
+            cats = "categorical columns: its most frequent value; " if categorical else ""
+            src.notes.append(f"imputed {imputed} missing cells with the {strategy} of the training split "
+                             f"({cats}data.missing: {missing})")
         src.extra["encoded_features"] = [str(n) for n in ct.get_feature_names_out()]
         return out
 
