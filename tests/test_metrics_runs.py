@@ -1,5 +1,5 @@
 """Whole runs through the Python API on small data: a binary classifier on scikit-learn's breast
-cancer data (through a source registered here) and a regression, checked against scikit-learn."""
+cancer data (the `sklearn:breast_cancer` source) and a regression, checked against scikit-learn."""
 from __future__ import annotations
 
 import json
@@ -7,24 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import average_precision_score, mean_squared_error, r2_score, roc_auc_score
 
 from trainlab import api
-from trainlab.data import SOURCES, SourceData, Split
 
-SOURCE = "test:breast_cancer"
-
-
-def breast_cancer() -> SourceData:
-    """569 tumours, 30 features, malignant (0) vs benign (1); no test split of its own."""
-    d = load_breast_cancer()
-    return SourceData(train=Split(torch.tensor(d.data, dtype=torch.float32), torch.tensor(d.target)),
-                      test=None, task="classification", class_names=list(d.target_names), kind="tabular")
-
-
-if SOURCE not in SOURCES:
-    SOURCES.add(SOURCE, breast_cancer, "scikit-learn's breast cancer data (test-only source)")
+SOURCE = "sklearn:breast_cancer"  # 569 tumours, 30 features, malignant (0) vs benign (1); no test split
 
 
 def _recipe(**over) -> dict:

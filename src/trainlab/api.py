@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,11 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     rd.write_env(device=str(trainer.device), seed=recipe.seed, threads=torch.get_num_threads(),
                  extra={"status": "running", "data": trainer.bundle.info.to_dict(),
                         "determinism": trainer.determinism})
-    rd.write_json("data/split_sizes.json", trainer.bundle.info.sizes)
+    from .data import save_data_state
+
+    save_data_state(rd, trainer.bundle)  # split sizes and indices, fitted preprocessing
+    for note in trainer.bundle.info.notes:  # rows dropped, cells imputed: said once, never silent
+        print(f"trainlab: data: {note}", file=sys.stderr, flush=True)
     if "vocab" in trainer.bundle.info.extra:  # text: evaluation must map tokens to the same ids
         rd.write_json("data/vocab.json", trainer.bundle.info.extra["vocab"])
     return _fit_and_finish(trainer, rd)
@@ -145,7 +150,11 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     if vocab.is_file():  # a text run: read the data with the vocabulary it was trained with
         raw.setdefault("data", {})["vocab"] = str(vocab)
     recipe = load_recipe(raw)
-    trainer = Trainer(recipe, run_dir=rd, progress=False)
+    from .data import build_data, load_preprocess_state
+
+    fitted = load_preprocess_state(rd.path)  # the run's own normalization statistics, not refitted ones
+    bundle = build_data(recipe.data, recipe.seed, fitted) if fitted else None
+    trainer = Trainer(recipe, run_dir=rd, progress=False, bundle=bundle)
     trainer.load_weights(checkpoint)
     epoch = _checkpoint_epoch(rd, checkpoint)
     trainer.epoch = epoch

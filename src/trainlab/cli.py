@@ -22,13 +22,13 @@ def command(fn):
 
 
 def _registries():
-    from .data import SOURCES
+    from .data import AUGMENTS, SOURCES
     from .losses import LOSSES
     from .models import MODELS
     from .optim import OPTIMIZERS, SCHEDULES
 
     return {"sources": SOURCES, "models": MODELS, "losses": LOSSES, "optimizers": OPTIMIZERS,
-            "schedules": SCHEDULES}
+            "schedules": SCHEDULES, "augments": AUGMENTS}
 
 
 @command
@@ -199,6 +199,52 @@ def cmd_tune(args) -> int:
     return 0
 
 
+@command
+def cmd_data(args) -> int:
+    from pathlib import Path
+
+    from .data.inspect import describe, write_augment_png
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    bundle, s = describe(recipe)
+    console.print(f"[bold]{s['source']}[/bold]: {s['task']}, {s['kind']} inputs of shape {tuple(s['input_shape'])}, "
+                  f"training loader: {s['loader']} ({s['train_megabytes']} MB)", highlight=False)
+    sizes = Table(title="splits", title_justify="left")
+    for col in ("split", "samples"):
+        sizes.add_column(col, justify="right" if col == "samples" else "left")
+    for k, v in s["sizes"].items():
+        sizes.add_row(k, f"{v:,}")
+    console.print(sizes)
+    if s["class_counts"]:
+        classes = Table(title=f"{s['num_classes']} classes", title_justify="left")
+        classes.add_column("class")
+        splits = list(s["class_counts"])
+        for k in splits:
+            classes.add_column(k, justify="right")
+        for i, name in enumerate(s["class_names"] or range(s["num_classes"])):
+            classes.add_row(str(name), *(f"{s['class_counts'][k][i]:,}" for k in splits))
+        console.print(classes)
+    for name, st in s["stats"].items():
+        stats = Table(title=f"{name} ({st['method']}), fitted on the training split", title_justify="left")
+        for col in ("", "shift", "scale"):
+            stats.add_column(col, justify="right")
+        per = "channel" if len(s["input_shape"]) == 3 else "feature"
+        for i, (a, b) in enumerate(zip(st["shift"], st["scale"])):
+            if i == 12 and len(st["shift"]) > 13:
+                stats.add_row("…", f"({len(st['shift']) - 12} more)", "")
+                break
+            stats.add_row(f"{per} {i}", f"{a:.4g}", f"{b:.4g}")
+        console.print(stats)
+    for note in s["notes"]:
+        console.print(f"note: {note}", highlight=False)
+    out = Path(args.out) if args.out else Path(recipe.output.root) / f"{recipe.name}-data"
+    png = write_augment_png(bundle, recipe, out)
+    console.print(f"wrote {png}" if png else "no augmented sample written (no image augmentation in the recipe)",
+                  highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainlab", description="A deep-learning training and optimization lab.")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (anywhere on the line)")
@@ -261,10 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between a running trial's heartbeats; a trial silent for twice this is re-run")
     tu.add_argument("--show", metavar="STUDY", help="print a study (folder or name) from its storage and exit")
 
-    ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules")
-    ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules"])
+    ls = sub.add_parser("list", help="list registered sources, models, losses, optimizers, schedules, augments")
+    ls.add_argument("kind", nargs="?", choices=["sources", "models", "losses", "optimizers", "schedules", "augments"])
     ref = sub.add_parser("reference", help="print the recipe reference (markdown) generated from the schema")
     ref.add_argument("--write", metavar="FILE", help="replace the reference block in FILE (e.g. README.md)")
+
+    da = sub.add_parser("data", help="what a recipe's data section resolves to: splits, classes, statistics, "
+                                     "and augmented samples in plots/augment.png")
+    da.add_argument("recipe", help="recipe YAML file")
+    da.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    da.add_argument("--out", help="folder for plots/augment.png (default <output.root>/<name>-data)")
     return p
 
 

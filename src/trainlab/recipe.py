@@ -47,6 +47,12 @@ class DataConfig(Component):
     augment: list[dict[str, Any] | str] = Field(
         default_factory=list, description="Batched training-time augmentations, e.g. `[{hflip: 0.5}]`.")
     on_device: bool = Field(True, description="Keep in-memory data on the training device (no copy per step).")
+    loader: Literal["auto", "memory", "stream"] = Field(
+        "auto", description="Training loader: `memory` (whole-tensor batches), `stream` (torch DataLoader with "
+                            "workers and pinned memory), `auto`: memory when the split fits `memory_budget_mb`.")
+    memory_budget_mb: float = Field(4096.0, gt=0, description="Largest training split (MB) that `loader: auto` "
+                                                              "keeps on the in-memory fast path.")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes of the streaming loader.")
 
 
 class ModelConfig(Component):
@@ -164,6 +170,9 @@ class Recipe(Section):
                 if "accepted:" in msg and own:
                     msg = msg.replace("accepted: ", "accepted: " + ", ".join(own) + ", ", 1)
                 raise RecipeError(msg) from None
+        from .data.augment import parse_augment
+
+        parse_augment(self.data.augment)  # names and options of data.augment
         if self.loss.name != "auto":
             entry = LOSSES.get(self.loss.name, "loss.name")
             LOSSES.validate(entry.name, self.loss.options(), "loss")

@@ -1,4 +1,4 @@
-"""Data: sources (registry), splits, preprocessing and the fast in-memory loader."""
+"""Data: sources (registry), splits, preprocessing, augmentation and the training loaders."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..registry import Registry
-from . import synthetic, text, vision
+from . import cifar, folder, sklearn_sets, synthetic, tabular, text, vision
+from .augment import AUGMENTS, Augment, build_augment
 from .bundle import DataBundle, DataInfo, SourceData, Split
-from .loader import TensorLoader, eval_batches
+from .loader import StreamingLoader, TensorLoader, build_loader, eval_batches
 from .preprocess import build_preprocess
 from .splits import split_indices, subset_indices
 
@@ -19,38 +20,52 @@ SOURCES = Registry("data source", "sources", context=("seed",))
 SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 grayscale clothing, 10 classes (IDX files)",
             aliases=("fashion-mnist", "fmnist"))
 SOURCES.add("mnist", vision.mnist, "MNIST 28×28 handwritten digits, 10 classes (IDX files)")
+SOURCES.add("cifar10", cifar.cifar10, "CIFAR-10 32×32 RGB, 10 classes (official binary batches or their .tar.gz)",
+            aliases=("cifar-10",))
+for _name, (_, _, _desc) in sklearn_sets.SETS.items():
+    SOURCES.add(f"sklearn:{_name}", sklearn_sets.factory(_name), _desc)
+SOURCES.add("csv", tabular.csv, "CSV table: feature and target columns, one-hot categories, imputation")
+SOURCES.add("parquet", tabular.parquet, "Parquet table: options as csv")
+SOURCES.add("image_folder", folder.image_folder, "class-per-subfolder PNG/JPEG images, resized (Pillow)")
 SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
 SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0")
+SOURCES.add("synthetic:classification", synthetic.classification, "Gaussian blobs: separable classes for tests")
 SOURCES.add("text_csv", text.text_csv, "CSV of texts and labels, word/char tokens, vocabulary fitted on train")
 SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word/char tokens, vocabulary fitted on train")
 SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
 
-__all__ = ["SOURCES", "DataBundle", "DataInfo", "SourceData", "Split", "TensorLoader", "build_data",
-           "eval_batches"]
+__all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
+           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "load_preprocess_state",
+           "save_data_state"]
 
 
-def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
-    """Load the source, carve val (and test if the source has none), fit preprocessing on train."""
+def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
+    """Load the source, carve val (and test if the source has none), fit preprocessing on train.
+
+    `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`): apply
+    these fitted statistics instead of fitting again, so evaluating a run repeats its transform."""
     src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed)
     classify = src.task == "classification"
     stratify = classify and src.train.y.ndim == 1  # not per-token targets (language modelling)
     full = src.train
+    # every saved index points into the source's own training data (its test split stays whole)
     indices: dict[str, torch.Tensor] = {}
+    rest = torch.arange(len(full))
     if src.test is None:
-        keep, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
+        rest, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
         test = Split(full.x[test_idx], full.y[test_idx])
-        full = Split(full.x[keep], full.y[keep])
+        full = Split(full.x[rest], full.y[rest])
         indices["test"] = test_idx
     else:
         test = src.test
     tr_idx, va_idx = split_indices(full.y, cfg.val_fraction, seed + 1, stratify=stratify)
     train = Split(full.x[tr_idx], full.y[tr_idx])
     val = Split(full.x[va_idx], full.y[va_idx]) if len(va_idx) else None
-    indices.update(train=tr_idx, val=va_idx)
     if cfg.subset is not None:
         keep = subset_indices(len(train), cfg.subset, seed)
         train = Split(train.x[keep], train.y[keep])
-        indices["train"] = tr_idx[keep]
+        tr_idx = tr_idx[keep]
+    indices.update(train=rest[tr_idx], val=rest[va_idx])
 
     splits = {"train": train, "val": val, "test": test}
     if src.fit is not None:  # e.g. a text vocabulary: learned from the training split only
@@ -62,8 +77,13 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         splits = {k: (Split(s.x.float(), s.y) if s is not None else None) for k, s in splits.items()}
 
     stats = {}
-    for step in build_preprocess(cfg.preprocess):
-        step.fit(splits["train"].x)  # statistics from the training split only
+    steps = build_preprocess(cfg.preprocess)
+    for i, step in enumerate(steps):
+        saved = {k.split(".", 1)[1]: v for k, v in (preprocess_state or {}).items() if k.startswith(f"{i}.")}
+        if saved:
+            step.load_state_dict({"method": step.method, **saved})
+        else:
+            step.fit(splits["train"].x)  # statistics from the training split only
         splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
         stats["normalize"] = step.stats()
 
@@ -74,7 +94,7 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         counts = {k: torch.bincount(s.y, minlength=num_classes).tolist() for k, s in splits.items() if s is not None}
     info = DataInfo(
         task=src.task,
-        input_shape=tuple(train.x.shape[1:]),
+        input_shape=tuple(splits["train"].x.shape[1:]),
         num_classes=num_classes,
         output_dim=num_classes if classify else (int(train.y.shape[1]) if train.y.ndim > 1 else 1),
         kind=src.kind,
@@ -83,5 +103,43 @@ def build_data(cfg: "DataConfig", seed: int) -> DataBundle:
         sizes={k: len(s) for k, s in splits.items() if s is not None},
         stats=stats,
         extra=src.extra,
+        notes=list(src.notes),
     )
-    return DataBundle(splits["train"], splits["val"], splits["test"], info, indices)
+    bundle = DataBundle(splits["train"], splits["val"], splits["test"], info, indices)
+    bundle.preprocess = {f"{i}.{k}": v for i, step in enumerate(steps) for k, v in step.state_dict().items()
+                         if isinstance(v, torch.Tensor)}
+    return bundle
+
+
+def load_preprocess_state(run_dir) -> dict[str, torch.Tensor] | None:
+    """The fitted preprocessing a run saved (None for runs without any)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    p = Path(run_dir) / "data" / "preprocess.safetensors"
+    if not p.is_file():
+        return None
+    try:
+        return load_file(p)
+    except (OSError, ValueError) as e:
+        from ..errors import RunDirError
+
+        raise RunDirError(f"{p}: cannot read the run's fitted preprocessing ({e})") from None
+
+
+def save_data_state(rd, bundle: DataBundle) -> None:
+    """Into the run directory: split sizes, the split indices (into the source's own splits) and
+    the fitted preprocessing (statistics from the training split), so evaluation can check it
+    rebuilds exactly the same data. Tensors go to safetensors: nothing here is ever unpickled."""
+    from safetensors.torch import save
+
+    from ..track.rundir import atomic_write
+
+    rd.write_json("data/split_sizes.json", bundle.info.sizes)
+    idx = {k: v.contiguous() for k, v in bundle.split_indices.items()}
+    atomic_write(rd.path / "data" / "split_indices.safetensors", save(idx))
+    rd.write_json("data/preprocess.json", {"steps": bundle.info.stats, "notes": bundle.info.notes})
+    if bundle.preprocess:
+        atomic_write(rd.path / "data" / "preprocess.safetensors",
+                     save({k: v.contiguous() for k, v in bundle.preprocess.items()}))

@@ -1,8 +1,9 @@
 """The small types data sources produce and the rest of trainlab consumes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 
@@ -19,7 +20,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
@@ -36,6 +37,8 @@ class SourceData:
     # fitted on the carved training split by build_data, applied to every split (e.g. a text
     # vocabulary); it may fill in `class_names` and `extra`
     fit: Callable[[dict[str, Split | None]], dict[str, Split | None]] | None = None
+    # what loading changed that the user must hear about (rows dropped, cells imputed); `fit` may add
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -52,12 +55,14 @@ class DataInfo:
     sizes: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # rows dropped, cells imputed: told to the user once
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
             "output_dim": self.output_dim, "kind": self.kind, "class_names": self.class_names,
             "class_counts": self.class_counts, "sizes": self.sizes, "stats": self.stats,
+            "notes": self.notes,
         }
 
 
@@ -68,6 +73,7 @@ class DataBundle:
     test: Split | None
     info: DataInfo
     split_indices: dict[str, torch.Tensor] = field(default_factory=dict)
+    preprocess: dict[str, torch.Tensor] = field(default_factory=dict)  # fitted state of data.preprocess
 
     def split(self, name: str) -> Split:
         s = getattr(self, name, None)

@@ -1,11 +1,14 @@
-"""The in-memory fast path: batches are slices of whole tensors under a seeded permutation.
-
-No Dataset, no per-sample collate: one gather per batch. The position (epoch, batch) is part of
-the state, so a resumed run sees exactly the batches it would have seen.
+"""Training loaders. The in-memory fast path: batches are slices of whole tensors under a seeded
+permutation (no Dataset, no per-sample collate: one gather per batch). Above `data.memory_budget_mb`
+(or with `data.loader: stream`) a torch DataLoader with worker processes and pinned memory serves
+the very same batches, from the same permutation. Either way the position (epoch, batch) and the
+seed that fixes each epoch's permutation are the state, so a resumed run sees exactly the batches
+it would have seen.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -43,10 +46,68 @@ class TensorLoader:
         self.position = 0
 
     def state_dict(self) -> dict[str, int]:
+        # the permutation of an epoch is a function of (seed, epoch): `permutation(epoch)` rebuilds it
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position, self.seed = int(state["epoch"]), int(state["position"]), int(state["seed"])
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A split as a map-style dataset that a worker reads a whole batch from at once."""
+
+    def __init__(self, split: Split):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return self.split.x[i], self.split.y[i]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split.x[i], self.split.y[i]
+
+
+def _whole_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch  # __getitems__ already returns the batch as two tensors: nothing to collate
+
+
+class StreamingLoader(TensorLoader):
+    """The same batches as TensorLoader (same permutation per epoch, same position state), served
+    by a torch DataLoader: `workers` processes gather them, pinned for a fast copy to a GPU."""
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                 workers: int = 2, pin_memory: bool = False):
+        super().__init__(split, batch_size, shuffle, seed, drop_last)
+        self.workers, self.pin_memory = workers, pin_memory
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm, bs = self.permutation(self.epoch), self.batch_size
+        batches = [perm[b * bs:(b + 1) * bs].tolist() for b in range(self.position, len(self))]
+        dl = torch.utils.data.DataLoader(_Rows(self.split), batch_sampler=batches, num_workers=self.workers,
+                                         pin_memory=self.pin_memory, collate_fn=_whole_batch)
+        for b, batch in enumerate(dl, start=self.position):
+            self.position = b + 1
+            yield batch
+        self.epoch += 1
+        self.position = 0
+
+
+def split_megabytes(split: Split) -> float:
+    return (split.x.numel() * split.x.element_size() + split.y.numel() * split.y.element_size()) / 2**20
+
+
+def build_loader(split: Split, cfg: Any, seed: int, device: torch.device | str = "cpu") -> TensorLoader:
+    """The training loader a recipe asks for: `data.loader` auto picks the in-memory fast path when
+    the split fits in `data.memory_budget_mb` (on the device when `data.on_device`), else streaming."""
+    device = torch.device(device)
+    stream = cfg.loader == "stream" or (cfg.loader == "auto" and split_megabytes(split) > cfg.memory_budget_mb)
+    if stream:
+        return StreamingLoader(split, cfg.batch_size, shuffle=True, seed=seed, workers=cfg.workers,
+                               pin_memory=device.type == "cuda")
+    return TensorLoader(split.to(device) if cfg.on_device else split, cfg.batch_size, shuffle=True, seed=seed)
 
 
 def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -23,7 +23,7 @@ class Normalize:
         # images (N, C, H, W): statistics per channel; anything else: per feature
         return (0, 2, 3) if x.ndim == 4 else (0,)
 
-    def fit(self, x: torch.Tensor) -> "Normalize":
+    def fit(self, x: torch.Tensor) -> Normalize:
         dims = self._dims(x)
         x = x.float()
         if self.method == "standard":
@@ -47,7 +47,7 @@ class Normalize:
         self.method, self.shift, self.scale = state["method"], state["shift"], state["scale"]
 
 
-def parse_steps(items: list[Any]) -> list[tuple[str, Any]]:
+def parse_steps(items: list[Any], where: str = "data.preprocess") -> list[tuple[str, Any]]:
     """`[{normalize: standard}, "normalize"]` -> [("normalize", "standard"), ("normalize", None)]."""
     steps = []
     for i, item in enumerate(items):
@@ -56,7 +56,7 @@ def parse_steps(items: list[Any]) -> list[tuple[str, Any]]:
         elif isinstance(item, dict) and len(item) == 1:
             steps.append(next(iter(item.items())))
         else:
-            raise RecipeError(f"data.preprocess.{i}: expected a name or a one-key mapping, got {item!r}")
+            raise RecipeError(f"{where}.{i}: expected a name or a one-key mapping, got {item!r}")
     return steps
 
 

@@ -12,20 +12,20 @@ def split_indices(y: torch.Tensor, fraction: float, seed: int, stratify: bool) -
         return torch.arange(n), torch.arange(0)
     if not stratify:
         perm = torch.randperm(n, generator=g)
-        k = int(round(n * fraction))
+        k = round(n * fraction)
         return perm[k:].sort().values, perm[:k].sort().values
     keep, held = [], []
     for c in torch.unique(y):
         idx = torch.nonzero(y == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
-        k = int(round(len(idx) * fraction))
+        k = round(len(idx) * fraction)
         held.append(idx[:k])
         keep.append(idx[k:])
     return torch.cat(keep).sort().values, torch.cat(held).sort().values
 
 
-def subset_indices(n: int, subset: float | int, seed: int) -> torch.Tensor:
+def subset_indices(n: int, subset: float, seed: int) -> torch.Tensor:
     """A seeded random subset: `subset` samples (int) or share (float < 1)."""
-    k = int(round(n * subset)) if isinstance(subset, float) and subset < 1 else min(int(subset), n)
+    k = round(n * subset) if isinstance(subset, float) and subset < 1 else min(int(subset), n)
     g = torch.Generator().manual_seed(seed + 7919)
     return torch.randperm(n, generator=g)[:k].sort().values

@@ -21,3 +21,14 @@ def addition(seed: int, n: int = 1000, noise: float = 0.0, low: float = -1.0, hi
     x = low + (high - low) * torch.rand(n, 2, generator=g)
     y = x.sum(dim=1, keepdim=True) + noise * torch.randn(n, 1, generator=g)
     return SourceData(train=Split(x, y), test=None, task="regression", kind="vector")
+
+
+def classification(seed: int, n: int = 1000, classes: int = 3, features: int = 2, spread: float = 1.0) -> SourceData:
+    """Gaussian blobs (scikit-learn's make_blobs): `classes` clusters of `features`-D points with
+    standard deviation `spread`, centres drawn in [-10, 10]; well separated at the default spread."""
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=n, n_features=features, centers=classes, cluster_std=spread, random_state=seed)
+    return SourceData(train=Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)),
+                      test=None, task="classification", class_names=[str(c) for c in range(classes)],
+                      kind="vector")

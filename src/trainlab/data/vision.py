@@ -6,8 +6,6 @@ import os
 import urllib.request
 from pathlib import Path
 
-import torch
-
 from ..errors import DataError
 from .bundle import SourceData, Split
 from .idx import read_idx

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import DataBundle, TensorLoader, build_data
+from ..data import DataBundle, build_augment, build_data, build_loader
 from ..losses import build_loss
 from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
                        validation_metrics)
@@ -80,8 +80,8 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(recipe.loss, info)
         self.optimizer = build_optimizer(recipe.optim, self.model)
-        train_split = self.bundle.train.to(self.device) if recipe.data.on_device else self.bundle.train
-        self.loader = TensorLoader(train_split, recipe.data.batch_size, shuffle=True, seed=recipe.seed)
+        self.loader = build_loader(self.bundle.train, recipe.data, recipe.seed, self.device)  # fast path or streaming
+        self.augment = build_augment(recipe.data.augment, info, self.device, recipe.seed)  # training batches only
         self.epochs = cfg.epochs
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
         self.schedule = build_schedule(recipe.schedule, self.optimizer, self.steps_per_epoch * self.epochs,
@@ -171,6 +171,7 @@ class Trainer:
         loss_sum, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
         for i, (xb, yb) in enumerate(self.loader, start=self.loader.position):
             xb, yb = self.prepare_batch(xb, yb)
+            xb, yb = self.augment(xb, yb)  # on the device, own generator; mixup/cutmix make soft targets
             at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches  # ends an accumulation group
             out, loss, ok = self.train_batch(xb, yb, weights[i], update=at_step)
             if at_step:
@@ -178,8 +179,9 @@ class Trainer:
             # running sums stay on the device: no sync here; a non-finite batch stays out of them
             if ok:
                 loss_sum += loss.detach() * len(yb)
-                if classify and yb.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
-                    correct += (out.detach().argmax(-1) == yb).sum()
+                yh = yb.argmax(-1) if classify and yb.is_floating_point() else yb  # soft targets: their argmax
+                if classify and yh.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
+                    correct += (out.detach().argmax(-1) == yh).sum()
                 seen += len(yb)
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
@@ -318,7 +320,7 @@ class Trainer:
                         "best": self.best, "monitor": self.monitor, "should_stop": self.should_stop,
                         "stop_reason": self.stop_reason, "history": self.history},
             "callbacks": {k: cb.state_dict() for k, cb in zip(self._callback_keys(), self.callbacks)},
-            "guard": self.guard.state_dict(),
+            "guard": self.guard.state_dict(), "augment": self.augment.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any], guard: bool = True) -> None:
@@ -335,6 +337,8 @@ class Trainer:
         if guard:
             self.guard.load_state_dict(state["guard"])
         self._epoch_sums = state.get("epoch_sums")  # None at an epoch end
+        if "augment" in state:
+            self.augment.load_state_dict(state["augment"])
         set_rng_state(state["rng"])  # last: nothing above may draw from the restored streams
 
     def load_checkpoint(self, folder: Path, guard: bool = True) -> dict[str, Any]:

@@ -1,0 +1,173 @@
+"""Tabular sources (`csv`, `parquet`): named feature and target columns, task inferred or given,
+categorical features one-hot encoded, missing values imputed or their rows dropped.
+
+The encoders are fitted on the training split only: a source keeps the table and hands
+`build_data` row numbers; its `fit` then learns imputation values and one-hot categories
+(scikit-learn's SimpleImputer and OneHotEncoder) on the training rows and encodes every split.
+What was dropped or imputed is reported as a note, never silently.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..errors import DataError, RecipeError
+from .bundle import SourceData, Split
+
+Missing = Literal["mean", "median", "most_frequent", "drop"]
+Task = Literal["auto", "classification", "regression"]
+
+
+def _read(path: str, fmt: str):
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: file not found (data.path)")
+    try:
+        df = pd.read_csv(p) if fmt == "csv" else pd.read_parquet(p)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a readable {fmt} file ({(str(e).splitlines() or [''])[0]})") from None
+    if df.empty:
+        raise DataError(f"{path}: no rows")
+    return df
+
+
+def _is_numeric(col) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def infer_task(col, max_classes: int) -> str:
+    """Classification for text, bool or integer-valued targets with at most `max_classes` values."""
+    if not _is_numeric(col):
+        return "classification"
+    values = col.to_numpy(dtype=float)
+    if np.all(values == np.round(values)) and col.nunique() <= max_classes:
+        return "classification"
+    return "regression"
+
+
+def _label_names(col) -> list:
+    values = col.unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def table(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
+          missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20, test_path: str | None = None,
+          fmt: str = "csv") -> SourceData:
+    import pandas as pd
+
+    df = _read(path, fmt)
+    n_train_file = len(df)
+    if test_path:
+        test_df = _read(test_path, fmt)
+        df = pd.concat([df, test_df], ignore_index=True)
+    columns = [str(c) for c in df.columns]
+    if target not in df.columns:
+        raise DataError(f"{path}: no target column {target!r} (data.target); columns: {', '.join(columns)}")
+    feats = [c for c in df.columns if c != target] if features == "all" else list(features)
+    for c in feats:
+        if c not in df.columns:
+            raise DataError(f"{path}: no feature column {c!r} (data.features); columns: {', '.join(columns)}")
+        if c == target:
+            raise RecipeError(f"data.features: {target!r} is the target column")
+    if not feats:
+        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    notes = []
+    keep = df[target].notna().to_numpy().copy()
+    if not keep.all():
+        notes.append(f"dropped {int((~keep).sum())} rows whose target {target!r} is missing")
+    if missing == "drop":
+        complete = df[feats].notna().all(axis=1).to_numpy()
+        dropped = keep & ~complete
+        if dropped.any():
+            notes.append(f"dropped {int(dropped.sum())} rows with missing feature values "
+                         f"({int(df.loc[dropped, feats].isna().sum().sum())} empty cells; data.missing: drop)")
+        keep = keep & complete
+    is_test = np.arange(len(df)) >= n_train_file
+    df, is_test = df[keep].reset_index(drop=True), is_test[keep]
+    if len(df) == 0:
+        raise DataError(f"{path}: no rows left after dropping rows with missing values")
+
+    kind = infer_task(df[target], max_classes) if task == "auto" else task
+    if kind == "classification":
+        names = _label_names(df[target])
+        index = {v: i for i, v in enumerate(names)}
+        y = torch.tensor([index[v] for v in df[target].tolist()], dtype=torch.long)
+        class_names = [str(int(v)) if isinstance(v, float) and v == int(v) else str(v) for v in names]
+    else:
+        if not _is_numeric(df[target]):
+            raise DataError(f"{path}: target column {target!r} is not numeric; regression needs numbers "
+                            "(or set data.task: classification)")
+        y = torch.tensor(df[target].to_numpy(dtype=np.float32)).unsqueeze(1)
+        class_names = None
+
+    x = df[feats].copy()
+    categorical = [c for c in feats if not _is_numeric(x[c])]
+    for c in categorical:  # one missing marker (np.nan) and plain strings for the encoder
+        x[c] = x[c].astype(object).map(str, na_action="ignore")
+    numeric = [c for c in feats if c not in categorical]
+    rows = torch.arange(len(df))
+    train = Split(rows[~torch.from_numpy(is_test)], y[~torch.from_numpy(is_test)])
+    test = Split(rows[torch.from_numpy(is_test)], y[torch.from_numpy(is_test)]) if test_path else None
+    src = SourceData(train=train, test=test, task=kind, class_names=class_names, kind="tabular", notes=notes,
+                     extra={"target": target, "features": [str(c) for c in feats], "categorical": categorical})
+
+    def fit(splits: dict[str, Split | None]) -> dict[str, Split | None]:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder
+
+        strategy = "mean" if missing == "drop" else missing
+        parts = []
+        if numeric:
+            parts.append(("num", SimpleImputer(strategy=strategy, keep_empty_features=True), numeric))
+        if categorical:
+            parts.append(("cat", make_pipeline(SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                                               OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                          categorical))
+        ct = ColumnTransformer(parts)
+        ct.fit(x.iloc[splits["train"].x.numpy()])  # imputation values and categories: training rows only
+        out, imputed = {}, 0
+        for k, s in splits.items():
+            if s is None:
+                out[k] = None
+                continue
+            sub = x.iloc[s.x.numpy()]
+            imputed += int(sub.isna().sum().sum())
+            out[k] = Split(torch.tensor(ct.transform(sub), dtype=torch.float32), s.y)
+        if imputed:
+            cats = "categorical columns: its most frequent value; " if categorical else ""
+            src.notes.append(f"imputed {imputed} missing cells with the {strategy} of the training split "
+                             f"({cats}data.missing: {missing})")
+        src.extra["encoded_features"] = [str(n) for n in ct.get_feature_names_out()]
+        return out
+
+    src.fit = fit
+    return src
+
+
+def csv(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
+        missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
+        test_path: str | None = None) -> SourceData:
+    """A CSV table: `target` column, `features` (a list, or `all` but the target); task inferred
+    (classification for text/bool targets or integers with ≤ `max_classes` values) or given;
+    categorical features one-hot encoded; `missing`: impute (mean/median/most_frequent) or drop rows."""
+    return table(path, target, features, task, missing, max_classes, test_path, "csv")
+
+
+def parquet(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
+            missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
+            test_path: str | None = None) -> SourceData:
+    """A Parquet table; options as csv."""
+    return table(path, target, features, task, missing, max_classes, test_path, "parquet")
