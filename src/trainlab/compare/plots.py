@@ -83,7 +83,7 @@ def lr_sensitivity_figure(search: list[dict[str, Any]], optimizers: list[str], c
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("smoothed training loss (LR range test)" if finder else f"best {metric} of the short run")
-    if finder:
+    if finder or "loss" in metric:
         ax.set_yscale("log")
     ax.set_title(title or ("LR range test per optimizer" if finder else "LR sensitivity (★ chosen)"))
     ax.grid(alpha=0.3), ax.legend(fontsize=8)

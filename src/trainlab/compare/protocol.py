@@ -10,8 +10,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..errors import TrainlabError
 from ..metrics import higher_is_better
 
@@ -21,7 +19,7 @@ from ..metrics import higher_is_better
 LR_RANGES: dict[str, tuple[float, float]] = {
     "sgd": (3e-3, 3e-1), "adam": (1e-4, 1e-2), "adamw": (1e-4, 1e-2), "nadam": (1e-4, 1e-2),
     "radam": (1e-4, 1e-2), "adamax": (2e-4, 2e-2), "rmsprop": (3e-5, 3e-3), "adagrad": (1e-3, 1e-1),
-    "adadelta": (1e-1, 1e1), "adafactor": (1e-3, 1e-1), "lbfgs": (1e-1, 1.0), "muon": (1e-3, 1e-1),
+    "adadelta": (1e-1, 1e1), "adafactor": (1e-3, 1e-1), "lbfgs": (3e-2, 3.0), "muon": (1e-3, 1e-1),
     "lion": (3e-5, 3e-3), "schedule_free_adamw": (3e-4, 3e-2),
 }
 DEFAULT_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adafactor", "muon")
@@ -86,17 +84,23 @@ def parse_optimizers(text: str) -> list[str]:
     return out
 
 
+def lr_grid_point(optimizer: str, points: int, k: int) -> float:
+    """Point k of the optimizer's `points`-point log grid over its LR range (k < 0 or k >= points lie
+    beyond the range, on the same spacing), rounded to 3 significant digits."""
+    low, high = LR_RANGES.get(optimizer, (1e-4, 1e-1))
+    step = (high / low) ** (1 / (points - 1)) if points > 1 else 10 ** 0.5
+    return float(f"{low * step ** k:.3g}")
+
+
 def lr_grid(optimizer: str, points: int) -> list[float]:
     """`points` log-spaced LRs over the optimizer's range (its usual LR in the middle)."""
-    low, high = LR_RANGES.get(optimizer, (1e-4, 1e-1))
-    if points == 1:
-        return [float(math.sqrt(low * high))]
-    return [float(f"{v:.3g}") for v in np.geomspace(low, high, points)]
+    return [lr_grid_point(optimizer, points, k) for k in range(points)]
 
 
 def default_lr(optimizer: str) -> float:
-    """The middle of the optimizer's range: the LR `--lr-search none` uses."""
-    return lr_grid(optimizer, 1)[0]
+    """The geometric middle of the optimizer's range: the LR `--lr-search none` uses."""
+    low, high = LR_RANGES.get(optimizer, (1e-4, 1e-1))
+    return float(f"{math.sqrt(low * high):.3g}")
 
 
 @dataclass

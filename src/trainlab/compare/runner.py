@@ -23,12 +23,14 @@ from .protocol import (
     CompareError,
     Settings,
     default_lr,
-    lr_grid,
+    lr_grid_point,
     parse_optimizers,
     parse_target,
     run_recipe,
 )
 from .runs import _bundle, run_all
+
+GRID_EXTENSIONS = 2  # extra LRs the grid search may try beyond an edge of an optimizer's grid
 
 
 @dataclass
@@ -159,20 +161,38 @@ def _search(raw: dict, settings: Settings, say) -> tuple[list[dict[str, Any]], d
         found = run_all(specs, settings.workers)
         chosen = {r["optimizer"]: r["lr"] if r["lr"] else default_lr(r["optimizer"]) for r in found}
         return found, chosen
-    specs = [_spec(raw, settings, n, lr, seed, settings.search_epochs, "search")
-             for n in names for lr in lr_grid(n, settings.grid_points)]
+    ks = {n: list(range(settings.grid_points)) for n in names}  # grid points by index (lr_grid_point)
+    specs = [_spec(raw, settings, n, lr_grid_point(n, settings.grid_points, k), seed, settings.search_epochs,
+                   "search") for n in names for k in ks[n]]
     say(f"LR search: {settings.grid_points} learning rates × {len(names)} optimizers, "
         f"{settings.search_epochs} epoch(s) each, seed {seed}")
-    found = run_all(specs, settings.workers, lambda r: say(_line(r, settings)))
-    chosen = {}
-    for n in names:
-        ok = [r for r in found if r["optimizer"] == n and r["best"] is not None]
-        if not ok:
-            chosen[n] = default_lr(n)
-            continue
-        sign = 1 if settings.mode == "max" else -1
-        chosen[n] = max(ok, key=lambda r: (sign * r["best"], -r["lr"]))["lr"]  # a tie goes to the smaller LR
-    return found, chosen
+    found: list[dict[str, Any]] = []
+    for _ in range(1 + GRID_EXTENSIONS):
+        found += run_all(specs, settings.workers, lambda r: say(_line(r, settings)))
+        chosen = {n: _best_lr(found, n, settings.mode) for n in names}
+        # a best LR at the edge of the grid may not be the best: try one more point beyond it
+        specs = []
+        for n in names:
+            at = {lr_grid_point(n, settings.grid_points, k): k for k in ks[n]}.get(chosen[n])
+            k = min(ks[n]) - 1 if at == min(ks[n]) else max(ks[n]) + 1 if at == max(ks[n]) else None
+            if k is not None:
+                ks[n].append(k)
+                specs.append(_spec(raw, settings, n, lr_grid_point(n, settings.grid_points, k), seed,
+                                   settings.search_epochs, "search"))
+        if not specs:
+            break
+        say(f"LR search: best LR at the edge of the grid for {', '.join(s['optimizer'] for s in specs)}; "
+            "one more point beyond it")
+    return found, {n: chosen[n] if chosen[n] is not None else default_lr(n) for n in names}
+
+
+def _best_lr(found: list[dict[str, Any]], name: str, mode: str) -> float | None:
+    """The LR whose short run had the best metric (a tie goes to the smaller LR); None if all diverged."""
+    ok = [r for r in found if r["optimizer"] == name and r["best"] is not None]
+    if not ok:
+        return None
+    sign = 1 if mode == "max" else -1
+    return max(ok, key=lambda r: (sign * r["best"], -r["lr"]))["lr"]
 
 
 def _line(r: dict[str, Any], settings: Settings) -> str:
@@ -213,7 +233,8 @@ def protocol_lines(base: Recipe, settings: Settings, runs: list[dict[str, Any]])
     search = {
         "grid": f"{s.grid_points} log-spaced LRs per optimizer over a 100× range around its usual LR, "
                 f"{s.search_epochs} epoch(s) each on seed {s.seeds[0]}; the LR with the best {s.metric} wins "
-                "(a tie goes to the smaller LR)",
+                f"(a tie goes to the smaller LR); when it is at an edge of the grid, the grid grows one point "
+                f"past that edge, up to {GRID_EXTENSIONS} times",
         "lr-find": f"the LR range test (Smith 2017) per optimizer on seed {s.seeds[0]}; its steepest-descent "
                    "suggestion is used",
         "none": "no search: each optimizer runs at the middle of its usual LR range",
