@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from tests.conftest import FMNIST, needs_fmnist
-from trainlab.compare.protocol import CompareError, lr_grid, lr_grid_point, parse_optimizers, parse_target, run_recipe
+from trainlab.compare.protocol import (
+    CompareError,
+    lr_grid,
+    lr_grid_point,
+    parse_optimizers,
+    parse_target,
+    run_recipe,
+)
 from trainlab.compare.runs import _bundle
 from trainlab.compare.table import markdown_table, summarize
 from trainlab.errors import RecipeError

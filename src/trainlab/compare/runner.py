@@ -28,7 +28,7 @@ from .protocol import (
     parse_target,
     run_recipe,
 )
-from .runs import _bundle, run_all
+from .runs import _bundle, make_pool, run_all
 
 GRID_EXTENSIONS = 2  # extra LRs the grid search may try beyond an edge of an optimizer's grid
 
@@ -59,12 +59,17 @@ def compare(recipe: str | Path | dict | Recipe, optimizers: str | list[str] | tu
     first = load_recipe(_raw(raw, settings, settings.optimizers[0], 1e-3, settings.seeds[0], 1))
     _check_metric(settings, first, _bundle(first)[0])
 
-    search, chosen = _search(raw, settings, say)
-    specs = [_spec(raw, settings, name, chosen[name], seed, settings.budget_epochs, "final")
-             for seed in settings.seeds for name in settings.optimizers]  # seed-major: data built once per seed
-    say(f"training {len(specs)} runs ({len(settings.optimizers)} optimizers × {len(settings.seeds)} seeds, "
-        f"{settings.budget_epochs} epochs each) on {settings.workers} worker(s)")
-    runs = run_all(specs, settings.workers, lambda r: say(_line(r, settings)))
+    pool = make_pool(settings.workers)
+    try:
+        search, chosen = _search(raw, settings, pool, say)
+        specs = [_spec(raw, settings, name, chosen[name], seed, settings.budget_epochs, "final")
+                 for seed in settings.seeds for name in settings.optimizers]  # seed-major: data built once per seed
+        say(f"training {len(specs)} runs ({len(settings.optimizers)} optimizers × {len(settings.seeds)} seeds, "
+            f"{settings.budget_epochs} epochs each) on {settings.workers} worker(s)")
+        runs = run_all(specs, pool, lambda r: say(_line(r, settings)))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     from .output import write_outputs
 
@@ -145,7 +150,7 @@ def _spec(raw: dict, settings: Settings, name: str, lr: float, seed: int, epochs
             "target": {"metric": t.metric, "value": t.value, "mode": t.mode} if t else None}
 
 
-def _search(raw: dict, settings: Settings, say) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def _search(raw: dict, settings: Settings, pool, say) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Each optimizer's LR: the grid point with the best metric after a short budget (first seed), the
     LR range test's steepest-descent suggestion, or (none) the middle of its usual range."""
     names, seed = settings.optimizers, settings.seeds[0]
@@ -158,7 +163,7 @@ def _search(raw: dict, settings: Settings, say) -> tuple[list[dict[str, Any]], d
             finder = {"start_lr": low / 100, "end_lr": high * 10, "steps": 100 if settings.quick else 200}
             specs.append(_spec(raw, settings, n, default_lr(n), seed, 1, "search", finder))
         say(f"LR range test for {len(names)} optimizers")
-        found = run_all(specs, settings.workers)
+        found = run_all(specs, pool)
         chosen = {r["optimizer"]: r["lr"] if r["lr"] else default_lr(r["optimizer"]) for r in found}
         return found, chosen
     ks = {n: list(range(settings.grid_points)) for n in names}  # grid points by index (lr_grid_point)
@@ -168,7 +173,7 @@ def _search(raw: dict, settings: Settings, say) -> tuple[list[dict[str, Any]], d
         f"{settings.search_epochs} epoch(s) each, seed {seed}")
     found: list[dict[str, Any]] = []
     for _ in range(1 + GRID_EXTENSIONS):
-        found += run_all(specs, settings.workers, lambda r: say(_line(r, settings)))
+        found += run_all(specs, pool, lambda r: say(_line(r, settings)))
         chosen = {n: _best_lr(found, n, settings.mode) for n in names}
         # a best LR at the edge of the grid may not be the best: try one more point beyond it
         specs = []

@@ -126,28 +126,36 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             "threads": torch.get_num_threads(), "fingerprint": rec.fingerprint, "curve": rec.curve}
 
 
-def run_all(specs: list[dict[str, Any]], workers: int,
+def make_pool(workers: int):
+    """K spawned worker processes for the whole comparison (each imports torch once), or None for 1."""
+    if workers <= 1:
+        return None
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+
+def run_all(specs: list[dict[str, Any]], pool=None,
             say: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run every spec, here (workers == 1) or in `workers` spawned processes; results in spec order."""
+    """Run every spec, here (no pool) or in the pool's processes; results in spec order."""
     results: list[dict[str, Any] | None] = [None] * len(specs)
-    if workers <= 1 or len(specs) <= 1:
+    if pool is None:
         for i, spec in enumerate(specs):
             results[i] = run_one(spec)
             if say:
                 say(results[i])
         return results  # type: ignore[return-value]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, spec): i for i, spec in enumerate(specs)}
-        try:
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                if say:
-                    say(results[futures[fut]])
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    futures = {pool.submit(run_one, spec): i for i, spec in enumerate(specs)}
+    try:
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            if say:
+                say(results[futures[fut]])
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
     return results  # type: ignore[return-value]
