@@ -112,3 +112,21 @@ def test_table_ranks_reached_in_every_seed_first_then_steps_then_final_metric():
     assert [r["optimizer"] for r in rows] == ["c", "b", "a", "d"]
     assert rows[0]["steps_to_target_mean"] == 70 and rows[0]["steps_to_target_std"] == pytest.approx(14.142, 1e-3)
     assert "| 1 | c | 0.1 | 2/2 | 70 ± 14 |" in markdown_table(rows, "val.accuracy", "val.accuracy ≥ 0.9")
+
+
+@pytest.mark.parametrize("search", ["lr-find", "none"])
+def test_lr_range_test_and_no_search_choose_an_lr_per_optimizer(tmp_path, search):
+    from trainlab.compare import compare
+    from trainlab.compare.protocol import default_lr
+
+    res = compare(ADDITION, "sgd,adadelta", seeds=1, target="val.loss=0.05", lr_search=search, budget_epochs=2,
+                  out=tmp_path / "out")
+    chosen = res.data["chosen_lr"]
+    if search == "none":
+        assert chosen == {"sgd": default_lr("sgd"), "adadelta": default_lr("adadelta")} and not res.data["search"]
+        assert not (tmp_path / "out" / "plots" / "lr_sensitivity.png").exists()
+    else:
+        assert all(r["lr_find"]["lrs"] for r in res.data["search"])
+        assert chosen["adadelta"] > 10 * chosen["sgd"]  # each from its own sweep
+        assert (tmp_path / "out" / "plots" / "lr_sensitivity.png").is_file()
+    assert [r["lr"] for r in res.data["runs"]] == [chosen["sgd"], chosen["adadelta"]]

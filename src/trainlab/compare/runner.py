@@ -152,7 +152,7 @@ def _spec(raw: dict, settings: Settings, name: str, lr: float, seed: int, epochs
 
 def _search(raw: dict, settings: Settings, pool, say) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Each optimizer's LR: the grid point with the best metric after a short budget (first seed), the
-    LR range test's steepest-descent suggestion, or (none) the middle of its usual range."""
+    LR range test's minimum / 10, or (none) the middle of its usual range."""
     names, seed = settings.optimizers, settings.seeds[0]
     if settings.lr_search == "none":
         return [], {n: default_lr(n) for n in names}
@@ -160,7 +160,7 @@ def _search(raw: dict, settings: Settings, pool, say) -> tuple[list[dict[str, An
         specs = []
         for n in names:
             low, high = LR_RANGES.get(n, (1e-4, 1e-1))
-            finder = {"start_lr": low / 100, "end_lr": high * 10, "steps": 100 if settings.quick else 200}
+            finder = {"start_lr": low / 10, "end_lr": high * 100, "steps": 100 if settings.quick else 200}
             specs.append(_spec(raw, settings, n, default_lr(n), seed, 1, "search", finder))
         say(f"LR range test for {len(names)} optimizers")
         found = run_all(specs, pool)
@@ -240,8 +240,9 @@ def protocol_lines(base: Recipe, settings: Settings, runs: list[dict[str, Any]])
                 f"{s.search_epochs} epoch(s) each on seed {s.seeds[0]}; the LR with the best {s.metric} wins "
                 f"(a tie goes to the smaller LR); when it is at an edge of the grid, the grid grows one point "
                 f"past that edge, up to {GRID_EXTENSIONS} times",
-        "lr-find": f"the LR range test (Smith 2017) per optimizer on seed {s.seeds[0]}; its steepest-descent "
-                   "suggestion is used",
+        "lr-find": f"the LR range test (Smith 2017) per optimizer on seed {s.seeds[0]}, from a tenth of the "
+                   "bottom of its usual range to 100× its top; the LR of the smoothed loss's minimum, divided by "
+                   "10, is used",
         "none": "no search: each optimizer runs at the middle of its usual LR range",
     }[s.lr_search]
     data = f"{base.data.source}" + (f", {s.subset} training samples" if s.subset is not None else "")

@@ -98,7 +98,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         from ..optim.lr_find import lr_range_test
 
         res = lr_range_test(trainer, **spec["lr_find"])
-        chosen = res.steepest or res.min_div10
+        # the minimum / 10 rule: on short, noisy sweeps the steepest-descent point often lands in the
+        # flat start of the curve, far below a usable LR
+        chosen = res.min_div10 or res.steepest
         return {**out, "status": "done", "lr": chosen, "lr_find": {
             "lrs": res.lrs, "smoothed": res.smoothed, "steepest": res.steepest, "min_div10": res.min_div10,
             "stopped": res.stopped}}

@@ -64,8 +64,8 @@ def table_cells(rows: list[dict[str, Any]], metric: str, target: str | None) -> 
                     _pm(r["steps_to_target_mean"], r["steps_to_target_std"], ".0f") if n else "not reached",
                     _pm(r["epochs_to_target_mean"], r["epochs_to_target_std"], ".1f") if n else "not reached",
                     _pm(r["seconds_to_target_mean"], r["seconds_to_target_std"], ".2f") if n else "not reached"]
-        row += [_pm(r["final_mean"], r["final_std"], ".3g"), _pm(r["best_mean"], r["best_std"], ".3g"),
-                _pm(r["final_train_loss_mean"], r["final_train_loss_std"], ".3g"),
+        row += [_pm(r["final_mean"], r["final_std"], ".4g"), _pm(r["best_mean"], r["best_std"], ".4g"),
+                _pm(r["final_train_loss_mean"], r["final_train_loss_std"], ".4g"),
                 _pm(r["ms_per_step_mean"], r["ms_per_step_std"], ".2f")]
         cells.append(row)
     return head, cells
