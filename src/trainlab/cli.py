@@ -245,6 +245,23 @@ def cmd_data(args) -> int:
     return 0
 
 
+@command
+def cmd_compare(args) -> int:
+    from .compare import compare
+    from .compare.output import str_target
+    from .compare.table import rich_table
+
+    res = compare(args.recipe, args.optimizers, args.seeds, args.target, args.lr_search, args.budget_epochs,
+                  args.workers, args.out, args.quick, args.set,
+                  say=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    s = res.data["settings"]
+    out = console if console.is_terminal else Console(width=max(console.width, 160))
+    out.print(rich_table(res.rows, s["metric"], str_target(s["target"]),
+                         f"{res.data['recipe']}: {len(s['seeds'])} seed(s), {s['budget_epochs']} epochs"))
+    console.print(f"wrote {res.folder}/compare.json, table.md, plots/ and report.html")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainlab", description="A deep-learning training and optimization lab.")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (anywhere on the line)")
@@ -317,6 +334,25 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("recipe", help="recipe YAML file")
     da.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     da.add_argument("--out", help="folder for plots/augment.png (default <output.root>/<name>-data)")
+
+    cp = sub.add_parser("compare", help="compare optimizers, each at its best LR, over seeds: time to target, "
+                                        "table, convergence plots, report.html")
+    cp.add_argument("recipe", help="recipe YAML file (the workload: data, model, loss, schedule, budget)")
+    cp.add_argument("--optimizers", default="sgd,adam,adamw,rmsprop,adagrad,adadelta,adafactor,muon",
+                    help="comma-separated optimizer names (default: %(default)s)")
+    cp.add_argument("--seeds", type=int, help="seeds per optimizer: recipe seed, +1, ... (default 3; 1 with --quick)")
+    cp.add_argument("--target", metavar="METRIC=VALUE",
+                    help="per-epoch target, e.g. val.accuracy=0.88 or val.loss=0.01 (min/max from the metric)")
+    cp.add_argument("--lr-search", default="grid", choices=["grid", "lr-find", "none"],
+                    help="how each optimizer's LR is found: a short log-grid search, the LR range test, or none")
+    cp.add_argument("--budget-epochs", type=int, help="epochs per run (default: the recipe's train.epochs)")
+    cp.add_argument("--workers", type=int, default=1, help="runs in parallel processes (default 1)")
+    cp.add_argument("--out", help="output folder (default <output.root>/compare/<name>-<time>)")
+    cp.add_argument("--quick", action="store_true",
+                    help="demo mode: 1 seed, at most 3 epochs, 5000 training samples, 3-point LR grids")
+    cp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe field of the base recipe (repeatable)")
+
     return p
 
 
