@@ -8,6 +8,7 @@ confusion matrix and the ROC / precision-recall curves (eval/<split>.json).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from contextlib import contextmanager
@@ -47,8 +48,8 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int, device: torch
 
 
 def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
+    if precision == "fp32":  # no context at all: entering a disabled autocast costs ~3 µs per step
+        return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 

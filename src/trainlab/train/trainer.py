@@ -6,7 +6,6 @@ syncs only every `train.log_every` steps (for the progress bar) and at the end o
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 import time
@@ -21,8 +20,9 @@ from ..losses import build_loss
 from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
                        validation_metrics)
 from ..models import build_model
-from ..optim import build_optimizer, build_schedule, needs_closure, set_train_mode
+from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
 from ..optim.schedules import base_lr, epoch_end
+from ..perf import default_threads, mfu, peak_flops, precision_dtype, train_step_flops
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -63,8 +63,7 @@ class Trainer:
         self.recipe = recipe
         self.run_dir = run_dir
         cfg = recipe.train
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads or default_threads())  # reported in env.json and the summary
         self.determinism = set_determinism(cfg.deterministic)
         self.device = resolve_device(cfg.device)
         seed_everything(recipe.seed)
@@ -86,6 +85,9 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
         self.schedule = build_schedule(recipe.schedule, self.optimizer, self.steps_per_epoch * self.epochs,
                                        self.steps_per_epoch)
+        # a constant LR without warm-up has nothing to step: skip the scheduler's ~15 µs per step
+        self.steps_schedule = not (SCHEDULES.get(recipe.schedule.name).name == "constant"
+                                   and not recipe.schedule.warmup)
         self.closure_step = needs_closure(self.optimizer)
         if self.closure_step and cfg.accumulate > 1:
             from ..errors import RecipeError
@@ -127,9 +129,14 @@ class Trainer:
         self.signals = GracefulSignals()
         self._epoch_sums: dict[str, Any] | None = None
         self._events: list[dict[str, Any]] = []
+        # MFU (perf.py): FLOPs per sample of a training step and the device's peak, measured in fit()
+        self.flops_per_sample: float | None = None
+        self.peak_flops: float | None = None
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        if self.flops_per_sample is None:
+            self._measure_cost()  # before the clock starts: one counted step and a cached probe
         self._t_start = time.perf_counter()
         for cb in self.callbacks:
             cb.on_fit_start(self)
@@ -174,15 +181,16 @@ class Trainer:
             xb, yb = self.augment(xb, yb)  # on the device, own generator; mixup/cutmix make soft targets
             at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches  # ends an accumulation group
             out, loss, ok = self.train_batch(xb, yb, weights[i], update=at_step)
-            if at_step:
+            if at_step and self.steps_schedule:
                 self.schedule.step()
             # running sums stay on the device: no sync here; a non-finite batch stays out of them
             if ok:
-                loss_sum += loss.detach() * len(yb)
+                n = len(yb)
+                loss_sum.add_(loss.detach(), alpha=n)  # one in-place op: each op costs ~5 µs on CPU
                 yh = yb.argmax(-1) if classify and yb.is_floating_point() else yb  # soft targets: their argmax
                 if classify and yh.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
-                    correct += (out.detach().argmax(-1) == yh).sum()
-                seen += len(yb)
+                    correct.add_((out.detach().argmax(-1) == yh).sum())
+                seen += n
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
                 # loss.item() is a device sync point: only every log_every steps
@@ -200,7 +208,23 @@ class Trainer:
             y = self.bundle.train.y  # targets per sample: 1, or T for per-token targets (B, T)
             per_sample = math.prod(y.shape[1:]) if not y.is_floating_point() else 1
             logs["train.accuracy"] = int(correct) / max(seen * per_sample, 1)
+        if self.flops_per_sample:
+            logs["train.flops_per_step"] = round(self.flops_per_sample * self.loader.batch_size)
+            logs["train.peak_flops"] = self.peak_flops
+            logs["train.mfu"] = mfu(self.flops_per_sample, logs["train.samples_per_s"], self.peak_flops)
         return logs
+
+    def _measure_cost(self) -> None:
+        """FLOPs per sample of one training step, counted on the first batch of the training split,
+        and the device's peak FLOP/s for the training precision (perf.py); both feed `train.mfu`."""
+        split, n = self.bundle.train, min(self.recipe.data.batch_size, len(self.bundle.train))
+        if n == 0:
+            return
+        xb, yb = self.prepare_batch(split.x[:n], split.y[:n])
+        flops = train_step_flops(self.model, self.loss_fn, xb, yb)
+        if flops:
+            self.flops_per_sample = flops / n
+            self.peak_flops = peak_flops(self.device, precision_dtype(self.recipe.train.precision))
 
     # --- one batch, one optimizer step ---------------------------------------------------------------
     def prepare_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -415,7 +439,3 @@ class Trainer:
         path = self.run_dir.checkpoint(which) / "model.safetensors"
         load_model_weights(self.model, path)
         return path
-
-
-def default_threads() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))

@@ -1,0 +1,84 @@
+"""MFU (perf.py): FLOPs per training step, the cached peak probe, and what a run logs and prints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from trainlab import perf
+
+from .conftest import needs_fmnist
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Every test probes into its own cache, never the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def mlp_step_flops(batch: int, d_in: int, hidden: int, classes: int) -> int:
+    """Analytic FLOPs of a Linear-ReLU-Linear training step (a multiply-add is 2): forward 2·B·(d·h + h·c);
+    backward computes both gradients of the head (2 × 2·B·h·c) but only the weight gradient of the
+    first layer (its input needs no gradient: 2·B·d·h)."""
+    return 2 * batch * (d_in * hidden + hidden * classes) + 2 * batch * d_in * hidden + 4 * batch * hidden * classes
+
+
+def test_train_step_flops_is_the_analytic_count_and_touches_nothing():
+    model = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    x, y = torch.randn(8, 20), torch.randint(0, 3, (8,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    flops = perf.train_step_flops(model, nn.CrossEntropyLoss(), x, y)
+    assert flops == mlp_step_flops(8, 20, 16, 3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics too
+    assert torch.equal(rng, torch.get_rng_state())  # dropout drew from a forked stream
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_peak_is_probed_once_per_machine_and_cached(monkeypatch):
+    calls = []
+    monkeypatch.setattr(perf, "measure_peak", lambda device, dtype: calls.append(dtype) or 1.5e11)
+    cpu = torch.device("cpu")
+    assert perf.peak_flops(cpu) == 1.5e11
+    assert perf.peak_flops(cpu) == 1.5e11
+    assert len(calls) == 1
+    cached = json.loads(perf.cache_path().read_text())
+    (key, entry), = cached.items()
+    assert "cpu" in key and f"{torch.get_num_threads()} threads" in key and entry["flops"] == 1.5e11
+    perf.peak_flops(cpu, torch.bfloat16)  # another dtype is another probe
+    perf.peak_flops(cpu, refresh=True)
+    assert calls == [torch.float32, torch.bfloat16, torch.float32]
+
+
+def test_measured_peak_is_plausible():
+    peak = perf.measure_peak(torch.device("cpu"), seconds=0.05)
+    assert 1e8 < peak < 1e14
+
+
+def test_summary_line_averages_over_the_run():
+    history = [{"train.mfu": 0.1, "train.peak_flops": 1e11, "train.time": 1.0, "train.flops_per_step": 2e6},
+               {"train.mfu": 0.3, "train.peak_flops": 1e11, "train.time": 1.0, "train.flops_per_step": 2e6}]
+    line = perf.summary_line(history, 2)
+    assert line.startswith("MFU 20.0%") and "2 threads" in line
+    assert perf.summary_line([{"train.loss": 1.0}], 2) is None
+
+
+@needs_fmnist
+def test_a_run_logs_mfu_and_flops_per_step_and_prints_them(cli, write_recipe, tmp_path):
+    recipe = write_recipe({"data": {"subset": 512, "batch_size": 32, "val_fraction": 0.1},
+                           "model": {"name": "mlp", "widths": [24]}, "optim": {"name": "sgd", "lr": 0.05},
+                           "train": {"epochs": 2, "threads": 1},
+                           "output": {"root": str(tmp_path / "runs"), "plots": False, "report": False,
+                                      "tensorboard": False}})
+    res = cli("train", recipe, "--run-dir", tmp_path / "run", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr
+    assert "MFU " in res.stdout and "1 threads" in res.stdout
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["split"] == "train" and "mfu" in r]
+    assert len(epochs) == 2
+    for r in epochs:
+        assert 0 < r["mfu"] < 1
+        assert r["flops_per_step"] == mlp_step_flops(32, 784, 24, 10)
+    assert json.loads((tmp_path / "run" / "env.json").read_text())["threads"] == 1
