@@ -349,3 +349,17 @@ def test_resume_with_augmentation_is_exact():
     resumed.fit()
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_borders_and_erased_boxes_are_black_after_normalization():
+    b = digits()
+    st = b.info.stats["normalize"]
+    black = -st["shift"][0] / st["scale"][0]
+    x = torch.full((64, 1, 8, 8), 5.0)  # bright everywhere: any other value came from the fill
+    for aug in (["random_crop"], [{"erase": 1.0}], [{"affine": {"translate": 0.3}}]):
+        out, _ = build_augment(aug, b.info, "cpu", 0)(x, torch.zeros(64, dtype=torch.long))
+        other = out[(out - 5.0).abs() > 1e-4]
+        assert len(other) > 0
+        if aug != [{"affine": {"translate": 0.3}}]:  # a warp blends the border bilinearly
+            assert torch.allclose(other, torch.tensor(black))
+        assert float(other.min()) >= black - 1e-4
