@@ -228,13 +228,14 @@ def cmd_data(args) -> int:
     for name, st in s["stats"].items():
         stats = Table(title=f"{name} ({st['method']}), fitted on the training split", title_justify="left")
         for col in ("", "shift", "scale"):
-            stats.add_column(col, justify="right")
+            stats.add_column(col, justify="right" if col else "left")
         per = "channel" if len(s["input_shape"]) == 3 else "feature"
+        names = s["feature_names"] or [f"{per} {i}" for i in range(len(st["shift"]))]
         for i, (a, b) in enumerate(zip(st["shift"], st["scale"])):
             if i == 12 and len(st["shift"]) > 13:
                 stats.add_row("…", f"({len(st['shift']) - 12} more)", "")
                 break
-            stats.add_row(f"{per} {i}", f"{a:.4g}", f"{b:.4g}")
+            stats.add_row(str(names[i]), f"{a:.4g}", f"{b:.4g}")
         console.print(stats)
     for note in s["notes"]:
         console.print(f"note: {note}", highlight=False)

@@ -24,6 +24,7 @@ def describe(recipe) -> tuple[DataBundle, dict[str, Any]]:
         "class_counts": info.class_counts, "stats": info.stats, "notes": info.notes,
         "augment": [next(iter(a)) if isinstance(a, dict) else a for a in cfg.augment],
         "loader": loader, "train_megabytes": round(mb, 2),
+        "feature_names": info.extra.get("encoded_features") or info.extra.get("feature_names"),
     }
     return bundle, summary
 
