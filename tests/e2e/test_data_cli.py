@@ -182,3 +182,11 @@ def test_non_image_file_in_image_folder_gives_one_line(tmp_path, capsys, write_r
     assert main(["data", str(write_recipe({"data": {"source": "image_folder", "path": str(tmp_path / "imgs")}}))]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"trainlab: error: {tmp_path}/imgs/b/readme.md: not a PNG or JPEG image (image_folder reads .jpeg, .jpg, .png)"]
+
+
+def test_list_shows_augmentations(capsys):
+    from trainlab.data import AUGMENTS
+
+    assert main(["list", "augments"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in AUGMENTS.names())
