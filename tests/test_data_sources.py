@@ -349,3 +349,46 @@ def test_resume_with_augmentation_is_exact():
     resumed.fit()
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_borders_and_erased_boxes_are_black_after_normalization():
+    b = digits()
+    st = b.info.stats["normalize"]
+    black = -st["shift"][0] / st["scale"][0]
+    x = torch.full((64, 1, 8, 8), 5.0)  # bright everywhere: any other value came from the fill
+    for aug in (["random_crop"], [{"erase": 1.0}], [{"affine": {"translate": 0.3}}]):
+        out, _ = build_augment(aug, b.info, "cpu", 0)(x, torch.zeros(64, dtype=torch.long))
+        other = out[(out - 5.0).abs() > 1e-4]
+        assert len(other) > 0
+        if aug != [{"affine": {"translate": 0.3}}]:  # a warp blends the border bilinearly
+            assert torch.allclose(other, torch.tensor(black))
+        assert float(other.min()) >= black - 1e-4
+
+
+def test_cifar10_is_downloaded_once_into_the_cache_when_absent(tmp_path, monkeypatch):
+    from trainlab.data import cifar
+
+    files = write_cifar(tmp_path / "made", n=10)
+    calls = []
+
+    def fake_download(url, dest, md5, timeout=20.0):  # stands in for the network: writes the archive
+        calls.append((url, md5))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(dest, "w:gz") as tar:
+            for name in files:
+                tar.add(tmp_path / "made" / name, arcname=f"cifar-10-batches-bin/{name}")
+
+    monkeypatch.setattr(cifar, "download", fake_download)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRAINLAB_DATA", raising=False)
+    monkeypatch.delenv("TRAINLAB_OFFLINE", raising=False)
+    monkeypatch.setattr(cifar, "SYSTEM_DIRS", [])
+    b = data({"source": "cifar10", "val_fraction": 0.0})
+    assert b.info.sizes == {"train": 50, "test": 10}
+    assert calls == [(cifar.URL, cifar.MD5)]
+    data({"source": "cifar10"})  # found in the cache now: no second download
+    assert len(calls) == 1
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="cifar10 not found"):
+        data({"source": "cifar10"})

@@ -208,43 +208,13 @@ def cmd_tune(args) -> int:
 def cmd_data(args) -> int:
     from pathlib import Path
 
-    from .data.inspect import describe, write_augment_png
+    from .data.inspect import describe, print_summary, write_augment_png
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
-    bundle, s = describe(recipe)
-    console.print(f"[bold]{s['source']}[/bold]: {s['task']}, {s['kind']} inputs of shape {tuple(s['input_shape'])}, "
-                  f"training loader: {s['loader']} ({s['train_megabytes']} MB)", highlight=False)
-    sizes = Table(title="splits", title_justify="left")
-    for col in ("split", "samples"):
-        sizes.add_column(col, justify="right" if col == "samples" else "left")
-    for k, v in s["sizes"].items():
-        sizes.add_row(k, f"{v:,}")
-    console.print(sizes)
-    if s["class_counts"]:
-        classes = Table(title=f"{s['num_classes']} classes", title_justify="left")
-        classes.add_column("class")
-        splits = list(s["class_counts"])
-        for k in splits:
-            classes.add_column(k, justify="right")
-        for i, name in enumerate(s["class_names"] or range(s["num_classes"])):
-            classes.add_row(str(name), *(f"{s['class_counts'][k][i]:,}" for k in splits))
-        console.print(classes)
-    for name, st in s["stats"].items():
-        stats = Table(title=f"{name} ({st['method']}), fitted on the training split", title_justify="left")
-        for col in ("", "shift", "scale"):
-            stats.add_column(col, justify="right")
-        per = "channel" if len(s["input_shape"]) == 3 else "feature"
-        for i, (a, b) in enumerate(zip(st["shift"], st["scale"])):
-            if i == 12 and len(st["shift"]) > 13:
-                stats.add_row("…", f"({len(st['shift']) - 12} more)", "")
-                break
-            stats.add_row(f"{per} {i}", f"{a:.4g}", f"{b:.4g}")
-        console.print(stats)
-    for note in s["notes"]:
-        console.print(f"note: {note}", highlight=False)
-    out = Path(args.out) if args.out else Path(recipe.output.root) / f"{recipe.name}-data"
-    png = write_augment_png(bundle, recipe, out)
+    bundle, summary = describe(recipe)
+    print_summary(console, summary)
+    png = write_augment_png(bundle, recipe, Path(args.out) if args.out else Path(recipe.output.root) / f"{recipe.name}-data")
     console.print(f"wrote {png}" if png else "no augmented sample written (no image augmentation in the recipe)",
                   highlight=False)
     return 0

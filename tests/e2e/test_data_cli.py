@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import needs_fmnist
+from trainlab.cli import main
 from trainlab.data import build_data
 from trainlab.recipe import load_recipe
 
@@ -70,11 +71,10 @@ def test_breast_cancer_csv_trains_to_095(tmp_path, cli, write_recipe):
     assert json.loads((tmp_path / "run/eval/test.json").read_text())["accuracy"] == m["accuracy"]
 
 
-def test_breast_cancer_csv_without_target_column_exits_2(tmp_path, cli, write_recipe):
+def test_breast_cancer_csv_without_target_column_exits_2(tmp_path, capsys, write_recipe):
     csv = write_breast_cancer_csv(tmp_path / "bc.csv")
-    r = cli("train", write_recipe(csv_recipe(csv, target="label")))
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
+    assert main(["train", str(write_recipe(csv_recipe(csv, target="label")))]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"trainlab: error: {csv}: no target column 'label' (data.target)")
     assert not (tmp_path / "runs").exists()
 
@@ -155,16 +155,16 @@ def fake_fashion(root, n_train=40, n_train_labels=40):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "label_count"])
-def test_bad_idx_files_give_one_line_naming_the_file(tmp_path, cli, write_recipe, damage):
+def test_bad_idx_files_give_one_line_naming_the_file(tmp_path, capsys, monkeypatch, write_recipe, damage):
     root = fake_fashion(tmp_path / "fm", n_train_labels=30 if damage == "label_count" else 40)
     if damage == "truncated":
         p = root / "t10k-images-idx3-ubyte.gz"
         p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-100]))
     recipe = write_recipe({"data": {"source": "fashion_mnist", "root": str(root)}, "train": {"epochs": 1}})
-    r = cli("train", recipe, env={"TRAINLAB_OFFLINE": "1"})
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
+    assert main(["train", str(recipe)]) == 2  # in-process: the same CLI edge, without a new interpreter
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
     if damage == "truncated":
         assert lines[0].startswith(f"trainlab: error: {root}/t10k-images-idx3-ubyte.gz: truncated")
     else:
@@ -172,14 +172,21 @@ def test_bad_idx_files_give_one_line_naming_the_file(tmp_path, cli, write_recipe
                             "train-images-idx3-ubyte.gz has 40 images")
 
 
-def test_non_image_file_in_image_folder_gives_one_line(tmp_path, cli, write_recipe):
+def test_non_image_file_in_image_folder_gives_one_line(tmp_path, capsys, write_recipe):
     from PIL import Image
 
     for name in ("a", "b"):
         (tmp_path / "imgs" / name).mkdir(parents=True)
         Image.new("RGB", (5, 5)).save(tmp_path / "imgs" / name / "0.png")
     (tmp_path / "imgs" / "b" / "readme.md").write_text("# not an image")
-    r = cli("data", write_recipe({"data": {"source": "image_folder", "path": str(tmp_path / "imgs")}}))
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
+    assert main(["data", str(write_recipe({"data": {"source": "image_folder", "path": str(tmp_path / "imgs")}}))]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"trainlab: error: {tmp_path}/imgs/b/readme.md: not a PNG or JPEG image (image_folder reads .jpeg, .jpg, .png)"]
+
+
+def test_list_shows_augmentations(capsys):
+    from trainlab.data import AUGMENTS
+
+    assert main(["list", "augments"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in AUGMENTS.names())

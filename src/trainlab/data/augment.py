@@ -38,6 +38,9 @@ def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
 class Op:
     images = True   # needs (N, C, H, W) float images
     soft = False    # turns class indices into class probabilities (needs classification)
+    # what "black" is after the recipe's normalization, per channel (1, C, 1, 1): crops, warps and
+    # erasing fill with it, so a border looks like the zero pixels of the raw image; set by build_augment
+    fill: torch.Tensor | float = 0.0
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -51,7 +54,7 @@ class RandomCrop(Op):
         # zero-pad, then take an H×W window at a random offset per sample: one gather for the batch
         b, _, h, w = x.shape
         p = self.padding
-        xp = F.pad(x, (p, p, p, p))
+        xp = F.pad(x - self.fill, (p, p, p, p)) + self.fill
         oy = torch.randint(0, 2 * p + 1, (b,), generator=g, device=x.device)
         ox = torch.randint(0, 2 * p + 1, (b,), generator=g, device=x.device)
         rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]
@@ -88,7 +91,7 @@ class Affine(Op):
             [w, h], device=dev, dtype=x.dtype)
         centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=dev, dtype=x.dtype).expand(b, 2)
         m = get_affine_matrix2d(shift, centre, s[:, None].expand(b, 2), angle)
-        out = warp_affine(x, m[:, :2], (h, w), align_corners=True)
+        out = warp_affine(x - self.fill, m[:, :2], (h, w), align_corners=True) + self.fill
         if self.p < 1:
             out = _where(_rand(b, g, dev) < self.p, out, x)
         return out, y
@@ -106,9 +109,9 @@ class Noise(Op):
 
 class Erase(Op):
     """Random erasing / cutout (Zhong et al. 2017; DeVries & Taylor 2017): with probability p, a box of
-    U(scale) of the image area and aspect ratio log-U(ratio) is set to `value`."""
+    U(scale) of the image area and aspect ratio log-U(ratio) is set to `value` (default: black)."""
 
-    def __init__(self, p: float, scale: tuple[float, float], ratio: tuple[float, float], value: float):
+    def __init__(self, p: float, scale: tuple[float, float], ratio: tuple[float, float], value: float | None):
         self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
 
     def __call__(self, x, y, g):
@@ -126,7 +129,8 @@ class Erase(Op):
         in_rows = (ys >= top[:, None]) & (ys < (top + bh)[:, None])
         in_cols = (xs >= left[:, None]) & (xs < (left + bw)[:, None])
         box = (in_rows[:, :, None] & in_cols[:, None, :]) & (_rand(b, g, dev) < self.p)[:, None, None]
-        return x.masked_fill(box[:, None], self.value), y
+        value = self.fill if self.value is None else self.value
+        return torch.where(box[:, None], torch.as_tensor(value, dtype=x.dtype, device=x.device), x), y
 
 
 def _beta(alpha: float, g: torch.Generator, device) -> torch.Tensor:
@@ -208,9 +212,10 @@ def noise(std: Pos = 0.05) -> Op:
     return Noise(std)
 
 
-def erase(p: Prob = 0.5, scale: Pair = [0.02, 0.25], ratio: Pair = [0.3, 3.3], value: float = 0.0) -> Op:  # noqa: B006
+def erase(p: Prob = 0.5, scale: Pair = [0.02, 0.25], ratio: Pair = [0.3, 3.3],  # noqa: B006
+          value: float | None = None) -> Op:
     """Random erasing / cutout: with probability p set a box (share U(scale) of the area, aspect
-    ratio log-U(ratio)) to `value`."""
+    ratio log-U(ratio)) to `value` (in normalized units; default: black, the raw image's 0)."""
     if not (0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]):
         raise RecipeError(f"data.augment: erase needs 0 < scale low <= high <= 1 and 0 < ratio low <= high, "
                           f"got scale {scale}, ratio {ratio}")
@@ -289,9 +294,19 @@ class Augment:
         self.generator.set_state(state["generator"].cpu())
 
 
+def black(info, device: torch.device | str = "cpu") -> torch.Tensor | float:
+    """The normalized value of a raw 0 pixel per channel, (1, C, 1, 1), from the fitted statistics."""
+    st = info.stats.get("normalize")
+    if not st or len(info.input_shape) != 3 or len(st["shift"]) != info.input_shape[0]:
+        return 0.0
+    shift, scale = torch.tensor(st["shift"]), torch.tensor(st["scale"])
+    return (-shift / scale).view(1, -1, 1, 1).to(device)
+
+
 def build_augment(items: list[Any], info, device: torch.device | str = "cpu", seed: int = 0) -> Augment:
     """The Augment for `data.augment`, checked against the data. Raises RecipeError naming the entry."""
     ops = []
+    fill = black(info, device)
     for name, opts, where in parse_augment(items):
         op = AUGMENTS.build(name, opts, where, num_classes=info.num_classes)
         if info.kind == "tokens":
@@ -301,5 +316,6 @@ def build_augment(items: list[Any], info, device: torch.device | str = "cpu", se
                               f"{tuple(info.input_shape)}")
         if op.soft and info.task != "classification":
             raise RecipeError(f"{where}: {name} mixes class targets; this data is {info.task}")
+        op.fill = fill
         ops.append(op)
     return Augment(ops, device, seed)

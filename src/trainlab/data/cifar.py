@@ -25,6 +25,7 @@ MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
 TEST_FILE = "test_batch.bin"
 RECORD = 1 + 3 * 32 * 32
+SYSTEM_DIRS = [Path("/usr/share/datasets/cifar-10"), Path("/usr/share/datasets/cifar10")]
 
 
 def parse_batch(raw: bytes, name: str) -> Split:
@@ -66,7 +67,7 @@ def _read_archive(path: Path) -> dict[str, tuple[bytes, str]]:
 
 def locate(root: str | None = None, allow_download: bool = True) -> dict[str, tuple[bytes, str]]:
     """The six batch files' bytes (and where each came from), from the first folder that has them."""
-    looked = search_dirs("cifar10", root) + [Path("/usr/share/datasets/cifar-10"), Path("/usr/share/datasets/cifar10")]
+    looked = search_dirs("cifar10", root) + SYSTEM_DIRS
     for d in looked:
         found = _read_folder(d)
         if found:

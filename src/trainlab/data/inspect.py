@@ -24,8 +24,47 @@ def describe(recipe) -> tuple[DataBundle, dict[str, Any]]:
         "class_counts": info.class_counts, "stats": info.stats, "notes": info.notes,
         "augment": [next(iter(a)) if isinstance(a, dict) else a for a in cfg.augment],
         "loader": loader, "train_megabytes": round(mb, 2),
+        "feature_names": info.extra.get("encoded_features") or info.extra.get("feature_names"),
     }
     return bundle, summary
+
+
+def print_summary(console, s: dict[str, Any]) -> None:
+    """Rich tables of `describe`'s summary: splits, classes per split, fitted statistics, notes."""
+    from rich.table import Table
+
+    console.print(f"[bold]{s['source']}[/bold]: {s['task']}, {s['kind']} inputs of shape {tuple(s['input_shape'])}, "
+                  f"training loader: {s['loader']} ({s['train_megabytes']} MB)", highlight=False)
+    sizes = Table(title="splits", title_justify="left")
+    sizes.add_column("split")
+    sizes.add_column("samples", justify="right")
+    for k, v in s["sizes"].items():
+        sizes.add_row(k, f"{v:,}")
+    console.print(sizes)
+    if s["class_counts"]:
+        classes = Table(title=f"{s['num_classes']} classes", title_justify="left")
+        classes.add_column("class")
+        splits = list(s["class_counts"])
+        for k in splits:
+            classes.add_column(k, justify="right")
+        for i, name in enumerate(s["class_names"] or range(s["num_classes"])):
+            classes.add_row(str(name), *(f"{s['class_counts'][k][i]:,}" for k in splits))
+        console.print(classes)
+    for name, st in s["stats"].items():
+        stats = Table(title=f"{name} ({st['method']}), fitted on the training split", title_justify="left")
+        stats.add_column("")
+        stats.add_column("shift", justify="right")
+        stats.add_column("scale", justify="right")
+        per = "channel" if len(s["input_shape"]) == 3 else "feature"
+        names = s["feature_names"] or [f"{per} {i}" for i in range(len(st["shift"]))]
+        for i, (a, b) in enumerate(zip(st["shift"], st["scale"])):
+            if i == 12 and len(st["shift"]) > 13:
+                stats.add_row("…", f"({len(st['shift']) - 12} more)", "")
+                break
+            stats.add_row(str(names[i]), f"{a:.4g}", f"{b:.4g}")
+        console.print(stats)
+    for note in s["notes"]:
+        console.print(f"note: {note}", highlight=False)
 
 
 def augment_figure(bundle: DataBundle, recipe, n: int = 8, rows: int = 3):
