@@ -136,3 +136,16 @@ def test_text_corpus_from_pythons_own_docs_and_word_level():
     assert len(b.train) > 1000 and b.test is not None and b.val is not None
     with pytest.raises(RecipeError, match="data.path: text_corpus needs"):
         data("text_corpus")
+
+
+@pytest.mark.parametrize("model", ["mlp", "convnet", "linear"])
+def test_float_models_on_token_ids_are_a_recipe_error(tmp_path, model):
+    from trainlab.models import build_model
+
+    path = write_csv(tmp_path / "t.csv", [("good film", "pos"), ("bad film", "neg")] * 10)
+    recipe = load_recipe({"data": {"source": "text_csv", "path": str(path)}, "model": {"name": model}})
+    bundle = build_data(recipe.data, recipe.seed)
+    with pytest.raises(RecipeError, match=rf"model.name: {model} multiplies float inputs.*token ids; use"):
+        build_model(recipe.model, bundle.info)
+    recipe = load_recipe({"data": {"source": "text_csv", "path": str(path)}, "model": {"name": "rnn"}})
+    assert build_model(recipe.model, bundle.info)(bundle.train.x[:2]).shape == (2, 2)

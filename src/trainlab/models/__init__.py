@@ -1,6 +1,7 @@
 """Models: each factory builds an nn.Module from its options and the data's info."""
 from __future__ import annotations
 
+from ..errors import RecipeError
 from ..registry import Registry
 from . import convnet, custom, gpt, mlp, resnet, rnn, transformer
 
@@ -20,6 +21,14 @@ MODELS.add("custom", custom.custom, "your own nn.Module: import 'package.module:
 __all__ = ["MODELS", "build_model"]
 
 
+# models that read token ids (an embedding first); the others multiply float inputs
+TOKEN_MODELS = {"rnn", "transformer", "gpt", "custom"}
+
+
 def build_model(cfg, info):
     """Build the recipe's model for data described by `info`."""
+    name = MODELS.get(cfg.name, "model.name").name
+    if getattr(info, "kind", None) == "tokens" and name not in TOKEN_MODELS:
+        raise RecipeError(f"model.name: {name} multiplies float inputs, but this data is token ids; "
+                          f"use one of {', '.join(sorted(TOKEN_MODELS - {'custom'}))}")
     return MODELS.build(cfg.name, cfg.options(), "model", info=info)
