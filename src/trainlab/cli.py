@@ -13,6 +13,8 @@ from rich.table import Table
 from .errors import TrainlabError
 
 console = Console()
+if not console.is_terminal:  # logs and pipes: one line per message, never wrapped at 80 columns
+    console.soft_wrap = True
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 

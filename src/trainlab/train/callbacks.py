@@ -64,6 +64,8 @@ class ProgressReporter(Callback):
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.live = self.console.is_terminal
+        if not self.live:  # logs and pipes: one line per epoch, never wrapped at 80 columns
+            self.console.soft_wrap = True
         self.progress: Progress | None = None
 
     def on_fit_start(self, trainer):
