@@ -130,3 +130,27 @@ def test_lr_range_test_and_no_search_choose_an_lr_per_optimizer(tmp_path, search
         assert chosen["adadelta"] > 10 * chosen["sgd"]  # each from its own sweep
         assert (tmp_path / "out" / "plots" / "lr_sensitivity.png").is_file()
     assert [r["lr"] for r in res.data["runs"]] == [chosen["sgd"], chosen["adadelta"]]
+
+
+def test_target_checks_between_epochs_do_not_change_the_training():
+    """Checking the target every 2 steps (eval mode, no gradients) leaves the run bitwise as it is
+    without checks, even with dropout and batch norm, whose modes and RNG the checks must not disturb."""
+    from trainlab.compare.runs import run_one
+
+    base = {**ADDITION, "model": {"name": "mlp", "widths": [16], "dropout": 0.2, "norm": "batch"},
+            "train": {"epochs": 2, "threads": 1}}
+    raw = load_recipe(base).to_dict()
+    target = {"metric": "val.loss", "value": 0.02, "mode": "min"}
+
+    def run(every):
+        spec = {"recipe": run_recipe(raw, "adam", 0.01, 3, 2, None, 1, every), "optimizer": "adam", "lr": 0.01,
+                "phase": "final", "metric": "val.loss", "mode": "min", "target": target, "eval_every": every}
+        return run_one(spec)
+
+    plain, checked = run(0), run(2)
+    strip = [{k: v for k, v in p.items() if k != "seconds"} for p in plain["curve"]]
+    assert strip == [{k: v for k, v in p.items() if k != "seconds"} for p in checked["curve"]]
+    steps = [c["step"] for c in checked["checks"]]
+    assert steps[:3] == [2, 4, 6] and steps == sorted(steps) and not plain["checks"]
+    if checked["reached"]:
+        assert checked["steps_to_target"] in steps

@@ -229,7 +229,7 @@ def cmd_compare(args) -> int:
     from .compare.table import rich_table
 
     res = compare(args.recipe, args.optimizers, args.seeds, args.target, args.lr_search, args.budget_epochs,
-                  args.workers, args.out, args.quick, args.set,
+                  args.workers, args.out, args.quick, args.set, args.eval_every,
                   say=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     s = res.data["settings"]
     out = console if console.is_terminal else Console(width=max(console.width, 160))
@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how each optimizer's LR is found: a short log-grid search, the LR range test, or none")
     cp.add_argument("--budget-epochs", type=int, help="epochs per run (default: the recipe's train.epochs)")
     cp.add_argument("--workers", type=int, default=1, help="runs in parallel processes (default 1)")
+    cp.add_argument("--eval-every", type=int, metavar="STEPS",
+                    help="check the target on the validation split every STEPS optimizer steps of the final runs "
+                         "(default: about 10 checks per epoch; 0: epoch ends only)")
     cp.add_argument("--out", help="output folder (default <output.root>/compare/<name>-<time>)")
     cp.add_argument("--quick", action="store_true",
                     help="demo mode: 1 seed, at most 3 epochs, 5000 training samples, 3-point LR grids")

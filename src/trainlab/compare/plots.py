@@ -10,15 +10,17 @@ from ..track.plots import plt  # the project's headless matplotlib (Agg)
 
 
 def _curves(runs: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(epochs, values per seed, seconds per seed) over the epochs every seed of one optimizer logged."""
-    curves = [r["curve"] for r in runs if r["curve"]]
+    """(epochs, values per seed, seconds per seed) over the points every seed of one optimizer logged:
+    the target checks when the runs made them (finer than epochs) and `key` is in them, else epoch ends."""
+    use_checks = all(r.get("checks") and key in r["checks"][0] for r in runs)
+    curves = [r["checks"] if use_checks else r["curve"] for r in runs if r["curve"]]
     if not curves:
         return None
     n = min(len(c) for c in curves)
     vals = np.array([[p.get(key, np.nan) if p.get(key) is not None else np.nan for p in c[:n]] for c in curves],
                     dtype=float)
     secs = np.array([[p["seconds"] for p in c[:n]] for c in curves], dtype=float)
-    return np.arange(1, n + 1), vals, secs
+    return np.array([p["epoch"] for p in curves[0][:n]], dtype=float), vals, secs
 
 
 def convergence_figure(runs: list[dict[str, Any]], optimizers: list[str], metric: str, x: str,
@@ -36,7 +38,7 @@ def convergence_figure(runs: list[dict[str, Any]], optimizers: list[str], metric
             epochs, vals, secs = got
             xs = epochs if x == "epochs" else secs.mean(axis=0)
             mean = np.nanmean(vals, axis=0) if np.isfinite(vals).any() else vals[0]
-            ax.plot(xs, mean, "o-", ms=3, color=f"C{i}", label=f"{name} (lr {lr:.3g})")
+            ax.plot(xs, mean, "o-" if len(xs) <= 30 else "-", ms=3, color=f"C{i}", label=f"{name} (lr {lr:.3g})")
             if len(vals) > 1:
                 ax.fill_between(xs, np.nanmin(vals, axis=0), np.nanmax(vals, axis=0), color=f"C{i}", alpha=0.2)
     if target is not None and target["metric"] == metric:

@@ -7,7 +7,7 @@ split, data order, model initialization, schedule and budget are the same for ev
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import TrainlabError
@@ -27,6 +27,7 @@ LR_SEARCHES = ("grid", "lr-find", "none")
 COMMON_OPTIM_KEYS = ("name", "lr", "weight_decay", "decay_bias_and_norm", "l1", "lr_mult")
 QUICK_SUBSET = 5000   # training samples in --quick mode
 QUICK_EPOCHS = 3      # budget cap in --quick mode
+CHECKS_PER_EPOCH = 10  # target checks per epoch in the final runs unless --eval-every says otherwise
 
 
 class CompareError(TrainlabError):
@@ -113,6 +114,7 @@ class Settings:
     metric: str                  # what the LR search and the table judge: the target's metric or the monitor
     mode: str                    # max or min, for `metric`
     lr_search: str
+    eval_every: int | None       # steps between target checks in the final runs (0: epoch ends only)
     grid_points: int
     search_epochs: int
     budget_epochs: int
@@ -120,7 +122,6 @@ class Settings:
     threads: int
     workers: int
     quick: bool
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -129,12 +130,13 @@ class Settings:
 
 
 def run_recipe(base: dict[str, Any], optimizer: str, lr: float, seed: int, epochs: int,
-               subset: float | None, threads: int) -> dict[str, Any]:
+               subset: float | None, threads: int, eval_every: int = 0) -> dict[str, Any]:
     """The raw recipe of one run: the base recipe with this optimizer, LR, seed and budget.
 
     Options of the base optimizer that `optimizer` does not take (e.g. Adam's betas for SGD) are
     dropped; the common keys (weight decay, L1, LR multipliers) stay. Early stopping is removed so
-    every run gets the whole budget; nothing is written (no plots, report, TensorBoard).
+    every run gets the whole budget; nothing is written (no plots, report, TensorBoard). With
+    `eval_every`, `train.log_every` becomes that interval: the callbacks that check the target run then.
     """
     from ..optim import OPTIMIZERS
 
@@ -144,6 +146,8 @@ def run_recipe(base: dict[str, Any], optimizer: str, lr: float, seed: int, epoch
     raw["optim"].update(name=optimizer, lr=float(lr))
     raw["seed"] = int(seed)
     raw["train"] = {**base["train"], "epochs": int(epochs), "threads": int(threads), "on_nonfinite": "stop"}
+    if eval_every:
+        raw["train"]["log_every"] = int(eval_every)
     raw["early_stopping"] = None
     raw["output"] = {**base["output"], "plots": False, "tensorboard": False, "report": False}
     if subset is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from ..recipe import Recipe, load_recipe
 from .protocol import (
+    CHECKS_PER_EPOCH,
     DEFAULT_OPTIMIZERS,
     LR_RANGES,
     LR_SEARCHES,
@@ -43,7 +45,7 @@ class CompareResult:
 def compare(recipe: str | Path | dict | Recipe, optimizers: str | list[str] | tuple[str, ...] = DEFAULT_OPTIMIZERS,
             seeds: int | None = None, target: str | None = None, lr_search: str = "grid",
             budget_epochs: int | None = None, workers: int = 1, out: str | Path | None = None,
-            quick: bool = False, overrides: list[str] | None = None,
+            quick: bool = False, overrides: list[str] | None = None, eval_every: int | None = None,
             say: Callable[[str], None] | None = None) -> CompareResult:
     """Compare optimizers on a recipe's workload, each at its best LR, over several seeds.
 
@@ -51,13 +53,17 @@ def compare(recipe: str | Path | dict | Recipe, optimizers: str | list[str] | tu
     """
     say = say or (lambda m: None)
     base = load_recipe(recipe, overrides)
-    settings = _settings(base, optimizers, seeds, target, lr_search, budget_epochs, workers, quick)
+    settings = _settings(base, optimizers, seeds, target, lr_search, budget_epochs, workers, quick, eval_every)
     folder = _out_folder(base, out)
     raw = base.to_dict()
     for name in settings.optimizers:  # every run's recipe is valid, or nothing runs
-        load_recipe(_raw(raw, settings, name, 1e-3, settings.seeds[0], settings.budget_epochs))
+        load_recipe(_raw(raw, settings, name, 1e-3, settings.seeds[0], settings.budget_epochs, "final"))
     first = load_recipe(_raw(raw, settings, settings.optimizers[0], 1e-3, settings.seeds[0], 1))
-    _check_metric(settings, first, _bundle(first)[0])
+    bundle = _bundle(first)[0]
+    _check_metric(settings, first, bundle)
+    if settings.eval_every is None:  # about CHECKS_PER_EPOCH target checks per epoch
+        steps = math.ceil(math.ceil(len(bundle.train) / first.data.batch_size) / first.train.accumulate)
+        settings.eval_every = max(1, round(steps / CHECKS_PER_EPOCH)) if settings.target else 0
 
     pool = make_pool(settings.workers)
     try:
@@ -80,7 +86,8 @@ def compare(recipe: str | Path | dict | Recipe, optimizers: str | list[str] | tu
     return CompareResult(folder, data["table"], data)
 
 
-def _settings(base: Recipe, optimizers, seeds, target, lr_search, budget_epochs, workers, quick) -> Settings:
+def _settings(base: Recipe, optimizers, seeds, target, lr_search, budget_epochs, workers, quick,
+              eval_every) -> Settings:
     names = parse_optimizers(optimizers if isinstance(optimizers, str) else ",".join(optimizers))
     tgt = parse_target(target)
     if seeds is not None and seeds < 1:
@@ -89,6 +96,8 @@ def _settings(base: Recipe, optimizers, seeds, target, lr_search, budget_epochs,
         raise CompareError(f"--workers {workers}: expected at least 1")
     if budget_epochs is not None and budget_epochs < 1:
         raise CompareError(f"--budget-epochs {budget_epochs}: expected at least 1")
+    if eval_every is not None and eval_every < 0:
+        raise CompareError(f"--eval-every {eval_every}: expected 0 (epoch ends only) or a number of steps")
     if lr_search not in LR_SEARCHES:
         raise CompareError(f"--lr-search {lr_search!r}: expected one of {', '.join(LR_SEARCHES)}")
     n_seeds = seeds if seeds is not None else (1 if quick else 3)
@@ -100,7 +109,7 @@ def _settings(base: Recipe, optimizers, seeds, target, lr_search, budget_epochs,
     threads = base.train.threads or max(1, (os.cpu_count() or 1) // workers)
     metric = tgt.metric if tgt else "auto"
     return Settings(optimizers=names, seeds=[base.seed + i for i in range(n_seeds)], target=tgt, metric=metric,
-                    mode=tgt.mode if tgt else "max", lr_search=lr_search, grid_points=3 if quick else 5,
+                    mode=tgt.mode if tgt else "max", lr_search=lr_search, eval_every=eval_every, grid_points=3 if quick else 5,
                     search_epochs=max(1, budget // 4), budget_epochs=budget, subset=subset, threads=threads,
                     workers=workers, quick=quick)
 
@@ -138,14 +147,16 @@ def _check_metric(settings: Settings, recipe: Recipe, bundle) -> None:
                            f"(logged: {', '.join(logged)}){extra}")
 
 
-def _raw(raw: dict, settings: Settings, name: str, lr: float, seed: int, epochs: int) -> dict:
-    return run_recipe(raw, name, lr, seed, epochs, settings.subset, settings.threads)
+def _raw(raw: dict, settings: Settings, name: str, lr: float, seed: int, epochs: int, phase: str = "search") -> dict:
+    return run_recipe(raw, name, lr, seed, epochs, settings.subset, settings.threads,
+                      settings.eval_every if phase == "final" else 0)
 
 
 def _spec(raw: dict, settings: Settings, name: str, lr: float, seed: int, epochs: int, phase: str,
           lr_find: dict | None = None) -> dict[str, Any]:
     t = settings.target
-    return {"recipe": _raw(raw, settings, name, lr, seed, epochs), "optimizer": name, "lr": lr, "phase": phase,
+    return {"recipe": _raw(raw, settings, name, lr, seed, epochs, phase), "optimizer": name, "lr": lr,
+            "phase": phase, "eval_every": settings.eval_every if phase == "final" else 0,
             "metric": settings.metric, "mode": settings.mode, "lr_find": lr_find,
             "target": {"metric": t.metric, "value": t.value, "mode": t.mode} if t else None}
 
@@ -256,8 +267,10 @@ def protocol_lines(base: Recipe, settings: Settings, runs: list[dict[str, Any]])
         "batch order in every epoch and the same initial weights (the loader's order is a function of "
         "(seed, epoch); the model is built right after seeding); compare.json records hashes of both per run."),
         f"LR search: {search}.",
-        (f"Target: {t}. It is checked at each epoch end (validation runs once per epoch); time to target is "
-         "counted in optimizer steps, epochs and training seconds (validation excluded)." if t
+        (f"Target: {t}. It is checked on the validation split "
+         + (f"every {s.eval_every} optimizer steps and " if s.eval_every else "")
+         + "at each epoch end; time to target is the first check that meets it, counted in optimizer steps, "
+         "epochs and training seconds (validation excluded)." if t
          else f"No target: optimizers are judged by the final {s.metric}."),
         f"Ranking: optimizers that reach the target with every seed first, by mean steps to target, then by "
         f"mean final {s.metric}. Mean ± sample standard deviation over seeds."

@@ -22,12 +22,19 @@ _DATA_CACHE: dict[str, Any] = {}
 
 
 class CurveRecorder(Callback):
-    """Per epoch: steps, train loss, the validation metrics, cumulative training seconds (validation
-    excluded); and where the target was first reached. Reads the epoch logs only: no extra syncs."""
+    """Per epoch: steps, train loss, the validation metrics and cumulative training seconds; and where
+    the target was first reached. With `eval_every` (the run's `train.log_every`), the validation
+    split is also checked every that many steps, so time to target is measured finer than an epoch.
 
-    def __init__(self, target: dict[str, Any] | None, data_digest: str = ""):
-        self.target, self.data_digest = target, data_digest
+    A check evaluates in eval mode without gradients and restores the training mode: it draws no
+    random numbers and changes no weight, so the run trains exactly as it would without checks. Its
+    time is excluded from the training seconds, like the trainer's own validation.
+    """
+
+    def __init__(self, target: dict[str, Any] | None, data_digest: str = "", eval_every: int = 0):
+        self.target, self.data_digest, self.eval_every = target, data_digest, eval_every
         self.curve: list[dict[str, Any]] = []
+        self.checks: list[dict[str, Any]] = []
         self.reached: dict[str, Any] | None = None
         self.train_seconds = 0.0
         self.fingerprint: dict[str, str] = {}
@@ -41,13 +48,39 @@ class CurveRecorder(Callback):
             "initial_weights": _digest([p.detach() for p in trainer.model.state_dict().values()]),
             "train_data": self.data_digest,
         }
+        self._epoch_start, self._eval_seconds = time.perf_counter(), 0.0
+
+    def on_step(self, trainer, logs: dict[str, Any]) -> None:
+        if not self.eval_every or trainer.bundle.val is None or trainer.step % trainer.steps_per_epoch == 0:
+            return  # an epoch's last step: validation follows at the epoch end
+        from ..optim import set_train_mode
+
+        t0 = time.perf_counter()
+        was_training = trainer.model.training
+        set_train_mode(trainer.optimizer, False)
+        with torch.no_grad():
+            values = {f"val.{k}": _num(v) for k, v in trainer.evaluate_split("val").items() if k != "samples"}
+        trainer.model.train(was_training)
+        set_train_mode(trainer.optimizer, True)
+        t1 = time.perf_counter()
+        seconds = self.train_seconds + (t0 - self._epoch_start) - self._eval_seconds
+        self._eval_seconds += t1 - t0
+        self._check({"step": trainer.step, "epoch": trainer.step / trainer.steps_per_epoch, "seconds": seconds,
+                     **values})
 
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        self.train_seconds += logs["train.time"]
+        self.train_seconds += logs["train.time"] - self._eval_seconds
         point = {"epoch": logs["epoch"], "step": trainer.step, "seconds": self.train_seconds,
                  **{k: _num(v) for k, v in logs.items() if k.startswith(("train.", "val."))
                     and k not in ("train.time", "train.samples_per_s")}}
         self.curve.append(point)
+        self._check(point)
+        self._epoch_start, self._eval_seconds = time.perf_counter(), 0.0
+
+    def _check(self, point: dict[str, Any]) -> None:
+        if self.eval_every:
+            self.checks.append({k: v for k, v in point.items() if k in ("step", "epoch", "seconds")
+                                or k.startswith("val.")})
         t = self.target
         if t is not None and self.reached is None:
             v = point.get(t["metric"])
@@ -90,7 +123,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     recipe = load_recipe(spec["recipe"])
     bundle, digest = _bundle(recipe)
-    rec = CurveRecorder(spec.get("target"), digest)
+    rec = CurveRecorder(spec.get("target"), digest, spec.get("eval_every", 0))
     trainer = Trainer(recipe, bundle=bundle, callbacks=[rec], progress=False)
     out: dict[str, Any] = {"optimizer": spec["optimizer"], "lr": spec["lr"], "seed": recipe.seed,
                            "phase": spec["phase"]}
@@ -125,7 +158,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             "seconds_to_target": rec.reached["seconds"] if rec.reached else None,
             "seconds": wall, "train_seconds": rec.train_seconds,
             "ms_per_step": 1000 * rec.train_seconds / steps if steps else None,
-            "threads": torch.get_num_threads(), "fingerprint": rec.fingerprint, "curve": rec.curve}
+            "threads": torch.get_num_threads(), "fingerprint": rec.fingerprint, "curve": rec.curve,
+            "checks": rec.checks}
 
 
 def make_pool(workers: int):

@@ -43,9 +43,12 @@ def summarize(runs: list[dict[str, Any]], optimizers: list[str], mode: str) -> l
 
 
 def _pm(mean: float | None, std: float | None, fmt: str) -> str:
+    """`mean ± std`; a std in `g` format keeps 2 significant digits."""
     if mean is None:
         return "-"
-    return f"{mean:{fmt}} ± {std:{fmt}}" if std is not None else f"{mean:{fmt}}"
+    if std is None:
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {std:{'.2g' if fmt.endswith('g') else fmt}}"
 
 
 def table_cells(rows: list[dict[str, Any]], metric: str, target: str | None) -> tuple[list[str], list[list[str]]]:
@@ -62,7 +65,7 @@ def table_cells(rows: list[dict[str, Any]], metric: str, target: str | None) -> 
             n = r["reached"]
             row += [f"{n}/{r['seeds']}",
                     _pm(r["steps_to_target_mean"], r["steps_to_target_std"], ".0f") if n else "not reached",
-                    _pm(r["epochs_to_target_mean"], r["epochs_to_target_std"], ".1f") if n else "not reached",
+                    _pm(r["epochs_to_target_mean"], r["epochs_to_target_std"], ".2f") if n else "not reached",
                     _pm(r["seconds_to_target_mean"], r["seconds_to_target_std"], ".2f") if n else "not reached"]
         row += [_pm(r["final_mean"], r["final_std"], ".4g"), _pm(r["best_mean"], r["best_std"], ".4g"),
                 _pm(r["final_train_loss_mean"], r["final_train_loss_std"], ".4g"),
