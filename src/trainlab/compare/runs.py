@@ -72,7 +72,7 @@ class CurveRecorder(Callback):
         self.train_seconds += logs["train.time"] - self._eval_seconds
         point = {"epoch": logs["epoch"], "step": trainer.step, "seconds": self.train_seconds,
                  **{k: _num(v) for k, v in logs.items() if k.startswith(("train.", "val."))
-                    and k not in ("train.time", "train.samples_per_s")}}
+                    and k not in MEASURED}}
         self.curve.append(point)
         self._check(point)
         self._epoch_start, self._eval_seconds = time.perf_counter(), 0.0
@@ -86,6 +86,10 @@ class CurveRecorder(Callback):
             v = point.get(t["metric"])
             if v is not None and math.isfinite(v) and (v >= t["value"] if t["mode"] == "max" else v <= t["value"]):
                 self.reached = {"epoch": point["epoch"], "step": point["step"], "seconds": point["seconds"]}
+
+
+# speeds and timings the trainer logs: they differ from run to run, so the curve leaves them out
+MEASURED = ("train.time", "train.samples_per_s", "train.mfu", "train.peak_flops")
 
 
 def _num(v: Any) -> Any:
