@@ -32,14 +32,18 @@ WORKLOADS = {
 MOMENTUM = 0.9
 
 
-def load_data(threads: int):
+def data_config(subset: int | None = None) -> dict:
+    return {"source": "fashion_mnist", "val_fraction": 0.0, "preprocess": [{"normalize": "standard"}],
+            "subset": subset}
+
+
+def load_data(subset: int | None = None):
     """Standardized Fashion-MNIST as (x_train, y_train, x_test, y_test), images (N, 1, 28, 28),
-    built by trainlab's own data stage so that every loop sees the same tensors."""
+    built by trainlab's own data stage (same subset, same order) so that every loop sees the same tensors."""
     from trainlab.data import build_data
     from trainlab.recipe import DataConfig
 
-    cfg = DataConfig(source="fashion_mnist", val_fraction=0.0, preprocess=[{"normalize": "standard"}])
-    b = build_data(cfg, seed=0)
+    b = build_data(DataConfig(**data_config(subset)), seed=0)
     return b.train.x, b.train.y, b.test.x, b.test.y
 
 
@@ -200,7 +204,7 @@ def run_keras(w, data, epochs, seed):
     return ends, float((pred.argmax(-1) == yte.numpy()).mean())
 
 
-def run_trainlab(w, data, epochs, seed, threads):
+def run_trainlab(w, subset, epochs, seed, threads):
     """trainlab through its public API with a real run directory (checkpoints, metrics.jsonl), as a
     user runs it; plots, TensorBoard and the HTML report are off (written after training anyway)."""
     import trainlab
@@ -219,8 +223,7 @@ def run_trainlab(w, data, epochs, seed, threads):
     extra: dict = {}
     recipe = {
         "name": f"bench-{w['name']}", "seed": seed,
-        "data": {"source": "fashion_mnist", "val_fraction": 0.0, "preprocess": [{"normalize": "standard"}],
-                 "batch_size": w["batch"]},
+        "data": {**data_config(subset), "batch_size": w["batch"]},
         "model": w["model"], "loss": {"name": "cross_entropy"},
         "optim": {"name": "sgd", "lr": w["lr"], "momentum": MOMENTUM},
         "schedule": {"name": "constant"},
@@ -242,6 +245,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the core count)")
+    p.add_argument("--subset", type=int, default=None, help="train on this many samples (quick checks only)")
     a = p.parse_args(argv)
     import torch
 
@@ -250,9 +254,9 @@ def main(argv=None) -> int:
     w = {**WORKLOADS[a.workload], "name": a.workload}
     extra: dict = {}
     if a.loop == "trainlab":
-        ends, acc, extra = run_trainlab(w, None, a.epochs, a.seed, threads)
+        ends, acc, extra = run_trainlab(w, a.subset, a.epochs, a.seed, threads)
     else:
-        data = load_data(threads)
+        data = load_data(a.subset)
         ends, acc = {"hand": run_hand, "textbook": run_textbook, "lightning": run_lightning,
                      "keras": run_keras}[a.loop](w, data, a.epochs, a.seed)
     epochs = [b - a_ for a_, b in zip([0.0] + ends[:-1], ends)]
