@@ -18,7 +18,7 @@ import torch
 from ..data import DataBundle, TensorLoader, build_data
 from ..losses import build_loss
 from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
-                       validation_metrics)
+                       resolve_precision, validation_metrics)
 from ..models import build_model
 from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
 from ..optim.schedules import base_lr, epoch_end
@@ -132,11 +132,16 @@ class Trainer:
         # MFU (perf.py): FLOPs per sample of a training step and the device's peak, measured in fit()
         self.flops_per_sample: float | None = None
         self.peak_flops: float | None = None
+        self.compiled = False
+        self.pin_memory = cfg.pin_memory and self.device.type == "cuda"
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         if self.flops_per_sample is None:
             self._measure_cost()  # before the clock starts: one counted step and a cached probe
+        if self.recipe.train.compile and not self.compiled:
+            self.model.compile()  # in place, so parameter names (and checkpoints) stay the same
+            self.compiled = True
         self._t_start = time.perf_counter()
         for cb in self.callbacks:
             cb.on_fit_start(self)
@@ -222,11 +227,14 @@ class Trainer:
         flops = train_step_flops(self.model, self.loss_fn, xb, yb)
         if flops:
             self.flops_per_sample = flops / n
-            self.peak_flops = peak_flops(self.device, precision_dtype(self.recipe.train.precision))
+            precision = resolve_precision(self.recipe.train.precision, self.device)
+            self.peak_flops = peak_flops(self.device, precision_dtype(precision))
 
     # --- one batch, one optimizer step ---------------------------------------------------------------
     def prepare_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if xb.device != self.device:
+            if self.pin_memory:  # a copy from pinned host memory runs asynchronously to the GPU
+                xb, yb = xb.pin_memory(), yb.pin_memory()
             xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
