@@ -48,18 +48,26 @@ def env() -> dict:
 
 
 def one_run(loop: str, workload: str, epochs: int, threads: int | None, subset: int | None) -> dict | None:
+    return one_run_args(loop, workload, epochs, threads, subset, [])
+
+
+def one_run_args(loop: str, workload: str, epochs: int, threads: int | None, subset: int | None,
+                 extra: list[str]) -> dict | None:
+    """One `speed.py` process; its JSON result, or None (and a line saying why) if it failed."""
     cmd = [sys.executable, str(HERE / "speed.py"), "--loop", loop, "--workload", workload, "--epochs", str(epochs)]
     if threads:
         cmd += ["--threads", str(threads)]
     if subset:
         cmd += ["--subset", str(subset)]
+    cmd += extra
     res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, check=False)
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["?"])[-1]
         print(f"  {loop}: failed ({last})", flush=True)
         return None
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"  {loop:10s} {out['s_per_epoch']:.3f} s/epoch  test acc {out['test_accuracy']:.4f}", flush=True)
+    print(f"  {loop:10s} {out['s_per_epoch']:.3f} s/epoch  test acc {out['test_accuracy']:.4f}  {' '.join(extra)}",
+          flush=True)
     return out
 
 
@@ -150,6 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds per recipe for time to accuracy (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: trainlab's default)")
     p.add_argument("--skip-tta", action="store_true", help="skip time to accuracy")
+    p.add_argument("--skip-knobs", action="store_true", help="skip the knob measurements (knobs.py)")
+    p.add_argument("--knob-reps", type=int, default=3, help="repetitions per knob (default 3)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 repetition, 2 epochs on 6000 samples; time to accuracy: the MLP recipe, 1 seed, 1 epoch")
     p.add_argument("--out", default=str(HERE / "results.md"))
@@ -166,6 +176,14 @@ def main(argv=None) -> int:
         lines, v = speed_table(wl, runs, epochs)
         body += lines + [""]
         verdicts += v
+    if not a.skip_knobs:
+        cmd = [sys.executable, str(HERE / "knobs.py"), "--reps", str(1 if a.quick else a.knob_reps), "--markdown"]
+        if subset:
+            cmd += ["--subset", str(subset)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, check=False)
+        sys.stderr.write(res.stderr[-3000:])
+        body += (json.loads(res.stdout.strip().splitlines()[-1])["markdown"] if res.returncode == 0
+                 else ["### knobs", "", "failed: see the output of knobs.py"]) + [""]
     if not a.skip_tta:
         cmd = [sys.executable, str(HERE / "time_to_accuracy.py"), "--seeds", str(a.seeds), "--markdown"]
         if a.threads:

@@ -204,7 +204,7 @@ def run_keras(w, data, epochs, seed):
     return ends, float((pred.argmax(-1) == yte.numpy()).mean())
 
 
-def run_trainlab(w, subset, epochs, seed, threads):
+def run_trainlab(w, subset, epochs, seed, threads, overrides=()):
     """trainlab through its public API with a real run directory (checkpoints, metrics.jsonl), as a
     user runs it; plots, TensorBoard and the HTML report are off (written after training anyway)."""
     import trainlab
@@ -231,7 +231,7 @@ def run_trainlab(w, subset, epochs, seed, threads):
         "output": {"root": tempfile.mkdtemp(prefix="trainlab-bench-"), "plots": False, "tensorboard": False,
                    "report": False},
     }
-    run = trainlab.train(recipe, progress=False, callbacks=[Timer()])
+    run = trainlab.train(recipe, list(overrides), progress=False, callbacks=[Timer()])
     import shutil
 
     shutil.rmtree(recipe["output"]["root"], ignore_errors=True)
@@ -246,6 +246,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the core count)")
     p.add_argument("--subset", type=int, default=None, help="train on this many samples (quick checks only)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="trainlab loop only: override a recipe field (knobs.py measures each knob so)")
     a = p.parse_args(argv)
     import torch
 
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
     w = {**WORKLOADS[a.workload], "name": a.workload}
     extra: dict = {}
     if a.loop == "trainlab":
-        ends, acc, extra = run_trainlab(w, a.subset, a.epochs, a.seed, threads)
+        ends, acc, extra = run_trainlab(w, a.subset, a.epochs, a.seed, threads, a.set)
     else:
         data = load_data(a.subset)
         ends, acc = {"hand": run_hand, "textbook": run_textbook, "lightning": run_lightning,
