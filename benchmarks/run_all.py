@@ -205,7 +205,7 @@ def main(argv=None) -> int:
                       *verdicts, "", "## Speed: seconds per training epoch on Fashion-MNIST", "",
                       ("Same model, data (60,000 standardized images, no validation split), batch size, SGD "
                       "(momentum 0.9, constant LR) and seed for every loop; each run a fresh process; "
-                      "MLP 784-256-10 at batch 64, lr 0.01; convnet 32-64-128 (BN, stride-2) at batch 256, "
+                      "MLP 784-256-10 at batch 64, lr 0.01; the CNN recipe's convnet (BN, stride-2) at batch 256, "
                       "lr 0.05. trainlab runs through `trainlab.train()` with a run directory (checkpoint "
                       "every epoch, metrics.jsonl; plots, TensorBoard and report off)."), "", *body])
     Path(a.out).write_text(text + "\n")

@@ -23,11 +23,22 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cnn_recipe_widths() -> list[int]:
+    """The conv widths of the shipped CNN recipe: the convnet workload is that recipe's model."""
+    import yaml
+
+    return list(yaml.safe_load((ROOT / "recipes" / "fashion_mnist_cnn.yaml").read_text())["model"]["widths"])
+
+
+CNN_WIDTHS = _cnn_recipe_widths()
 WORKLOADS = {
     # the issue's MLP: 784-256-10, SGD momentum 0.9, lr 0.01, batch 64
     "mlp": {"batch": 64, "lr": 0.01, "model": {"name": "mlp", "widths": [256]}},
-    # the convnet recipe's model (widths 32-64-128, stride-2 downsampling, BN), batch 256
-    "convnet": {"batch": 256, "lr": 0.05, "model": {"name": "convnet", "widths": [32, 64, 128]}},
+    # the CNN recipe's model (its widths, stride-2 downsampling, BN), batch 256
+    "convnet": {"batch": 256, "lr": 0.05, "model": {"name": "convnet", "widths": CNN_WIDTHS}},
 }
 MOMENTUM = 0.9
 
@@ -57,8 +68,14 @@ def torch_model(workload: str):
     def conv_bn(cin, cout, stride):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
                              nn.ReLU())
-    return nn.Sequential(conv_bn(1, 32, 1), conv_bn(32, 64, 2), conv_bn(64, 128, 2), nn.Flatten(),
-                         nn.Linear(128 * 7 * 7, 10))
+    layers, cin = [], 1
+    for i, width in enumerate(CNN_WIDTHS):  # every stage after the first halves the resolution
+        layers.append(conv_bn(cin, width, 1 if i == 0 else 2))
+        cin = width
+    side = 28
+    for _ in CNN_WIDTHS[1:]:
+        side = (side + 1) // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin * side * side, 10))
 
 
 def accuracy(model, x, y, channels_last: bool = False) -> float:
@@ -182,7 +199,8 @@ def run_keras(w, data, epochs, seed):
         to_np = (lambda x: x.reshape(len(x), -1).numpy())
     else:
         layers = [keras.Input((28, 28, 1))]
-        for width, stride in ((32, 1), (64, 2), (128, 2)):
+        for i, width in enumerate(CNN_WIDTHS):
+            stride = 1 if i == 0 else 2
             layers += [keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False),
                        keras.layers.BatchNormalization(), keras.layers.ReLU()]
         model = keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(10)])
