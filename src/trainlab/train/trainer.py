@@ -30,6 +30,7 @@ from .checkpoint import load_checkpoint_state, load_model_weights, rng_state, sa
 from .determinism import set_determinism
 from .nonfinite import NonFiniteGuard, Rollback, weights_finite
 from .recovery import handle_nonfinite
+from .running import RunningCorrect
 from .signals import GracefulSignals
 
 
@@ -181,6 +182,7 @@ class Trainer:
         seen, t0, n_batches = 0, time.perf_counter(), len(self.loader)
         weights = self._batch_weights(n_batches)
         loss_sum, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
+        running = RunningCorrect(correct)  # counts in batches of steps: see running.py
         for i, (xb, yb) in enumerate(self.loader, start=self.loader.position):
             xb, yb = self.prepare_batch(xb, yb)
             at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches  # ends an accumulation group
@@ -192,7 +194,7 @@ class Trainer:
                 n = len(yb)
                 loss_sum.add_(loss.detach(), alpha=n)  # one in-place op: each op costs ~5 µs on CPU
                 if classify and yb.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
-                    correct.add_((out.detach().argmax(-1) == yb).sum())
+                    running.add(out, yb)
                 seen += n
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
@@ -203,14 +205,14 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_step(self, rec)
             if at_step:  # non-finite policy, step checkpoints, signals
-                self._after_step(i + 1 == n_batches, loss_sum, correct, seen, t0)
+                self._after_step(i + 1 == n_batches, loss_sum, running, seen, t0)
         elapsed = time.perf_counter() - t0
         logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
                 "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.lr_used}
         if classify:
             y = self.bundle.train.y  # targets per sample: 1, or T for per-token targets (B, T)
             per_sample = math.prod(y.shape[1:]) if not y.is_floating_point() else 1
-            logs["train.accuracy"] = int(correct) / max(seen * per_sample, 1)
+            logs["train.accuracy"] = int(running.flush()) / max(seen * per_sample, 1)
         if self.flops_per_sample:
             logs["train.flops_per_step"] = round(self.flops_per_sample * self.loader.batch_size)
             logs["train.peak_flops"] = self.peak_flops
@@ -386,7 +388,7 @@ class Trainer:
         return (sums["loss_sum"].to(self.device), sums["correct"].to(self.device), int(sums["seen"]),
                 t0 - float(sums["elapsed"]))
 
-    def _after_step(self, epoch_end: bool, loss_sum, correct, seen: int, t0: float) -> None:
+    def _after_step(self, epoch_end: bool, loss_sum, running: RunningCorrect, seen: int, t0: float) -> None:
         """At each optimizer-step boundary: non-finite policy, `checkpoint_every`, a pending signal."""
         cfg = self.recipe.train
         self.signals.step = self.step
@@ -398,7 +400,8 @@ class Trainer:
         # steps, so that a rollback goes back to before the trouble began
         due = every and self.step % every == 0 and not epoch_end and not self.guard.consecutive
         if self.signals.pending or due:
-            sums = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "elapsed": time.perf_counter() - t0}
+            sums = {"loss_sum": loss_sum, "correct": running.flush(), "seen": seen,
+                    "elapsed": time.perf_counter() - t0}
             saved = self._save(epoch_sums=sums)
             self.signals.raise_if_pending(self.step, saved)
 
