@@ -2,7 +2,8 @@
 
     python benchmarks/speed.py --loop hand --workload mlp --epochs 3
 
-Loops: `trainlab` (the public `train()` API, a real run directory), `hand` (hand-optimized
+Loops: `trainlab` (the public `train()` API, a real run directory: checkpoints every epoch),
+`trainlab-loop` (the same Trainer without a run directory: writes nothing, like the others), `hand` (hand-optimized
 PyTorch: whole-tensor indexing, foreach SGD, set_to_none), `textbook` (DataLoader over a
 TensorDataset), `lightning` (PyTorch Lightning), `keras` (Keras 3, torch backend). Every loop
 trains the same model on the same standardized Fashion-MNIST tensors (no validation split) with
@@ -222,10 +223,14 @@ def run_keras(w, data, epochs, seed):
     return ends, float((pred.argmax(-1) == yte.numpy()).mean())
 
 
-def run_trainlab(w, subset, epochs, seed, threads, overrides=()):
+def run_trainlab(w, subset, epochs, seed, threads, overrides=(), run_dir=True):
     """trainlab through its public API with a real run directory (checkpoints, metrics.jsonl), as a
-    user runs it; plots, TensorBoard and the HTML report are off (written after training anyway)."""
+    user runs it; plots, TensorBoard and the HTML report are off (written after training anyway).
+    `run_dir=False` (the `trainlab-loop` loop): the same Trainer with no run directory, so it writes
+    nothing, like the other loops: the cost of the training loop alone."""
     import trainlab
+    from trainlab.recipe import load_recipe
+    from trainlab.train import Trainer
     from trainlab.train.callbacks import Callback
 
     ends, t0 = [], [0.0]
@@ -249,6 +254,10 @@ def run_trainlab(w, subset, epochs, seed, threads, overrides=()):
         "output": {"root": tempfile.mkdtemp(prefix="trainlab-bench-"), "plots": False, "tensorboard": False,
                    "report": False},
     }
+    if not run_dir:
+        trainer = Trainer(load_recipe(recipe, list(overrides)), progress=False, callbacks=[Timer()])
+        trainer.fit()
+        return ends, float(trainer.evaluate_split("test")["accuracy"]), extra
     run = trainlab.train(recipe, list(overrides), progress=False, callbacks=[Timer()])
     import shutil
 
@@ -258,7 +267,8 @@ def run_trainlab(w, subset, epochs, seed, threads, overrides=()):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loop", required=True, choices=["trainlab", "hand", "textbook", "lightning", "keras"])
+    p.add_argument("--loop", required=True,
+                   choices=["trainlab", "trainlab-loop", "hand", "textbook", "lightning", "keras"])
     p.add_argument("--workload", required=True, choices=list(WORKLOADS))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -273,8 +283,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(threads)
     w = {**WORKLOADS[a.workload], "name": a.workload}
     extra: dict = {}
-    if a.loop == "trainlab":
-        ends, acc, extra = run_trainlab(w, a.subset, a.epochs, a.seed, threads, a.set)
+    if a.loop in ("trainlab", "trainlab-loop"):
+        ends, acc, extra = run_trainlab(w, a.subset, a.epochs, a.seed, threads, a.set, a.loop == "trainlab")
     else:
         data = load_data(a.subset)
         ends, acc = {"hand": run_hand, "textbook": run_textbook, "lightning": run_lightning,
