@@ -128,3 +128,19 @@ def test_compile_compiles_the_model_in_place(monkeypatch):
     assert calls == ["Sequential"]  # once, on the trainer's own model: checkpoint keys keep their names
     assert list(trainer.model.state_dict()) == names
     assert trainer.history[-1]["train.mfu"] > 0
+
+
+def test_running_correct_counts_exactly_whatever_the_flushes(monkeypatch):
+    from trainlab.train import running
+
+    monkeypatch.setattr(running, "KEEP_LOGITS", 300)  # batches of 64×10 logits go the argmax way
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(n, 10, generator=g), torch.randint(0, 10, (n,), generator=g))
+               for n in [4] * 70 + [64, 64, 3]]
+    seq = (torch.randn(2, 5, 7, generator=g), torch.randint(0, 7, (2, 5), generator=g))  # per-token targets
+    truth = sum(int((o.argmax(-1) == y).sum()) for o, y in [*batches, seq])
+    count = running.RunningCorrect(torch.zeros((), dtype=torch.long))
+    for o, y in [*batches, seq]:
+        count.add(o, y)
+    assert int(count.flush()) == truth
+    assert int(count.flush()) == truth  # flushing again adds nothing

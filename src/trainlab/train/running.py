@@ -27,6 +27,8 @@ class RunningCorrect:
         """One batch: `out` (..., classes) against class indices `y` (...). No kernel runs here
         unless the outputs are large."""
         out = out.detach()
+        if self._logits and self._logits[0].shape[-1] != out.shape[-1]:
+            self.flush()  # logits are concatenated: keep one width at a time
         if out.numel() <= KEEP_LOGITS:
             self._logits.append(out.reshape(-1, out.shape[-1]))
             self._ys_logits.append(y.reshape(-1))
