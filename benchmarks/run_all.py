@@ -5,7 +5,8 @@
     python benchmarks/run_all.py --skip-tta --reps 3 --loops trainlab hand
 
 1. Speed: for each workload (the MLP and the convnet recipe's model), each repetition runs every
-   loop once, each in its own process (`speed.py`), in an order rotated per repetition, so that a
+   loop once (trainlab twice: through `train()` with its run directory, and its loop alone), each
+   in its own process (`speed.py`), in an order rotated per repetition, so that a
    slow patch of the machine hits every loop alike. Reported: the median over repetitions of each
    run's s/epoch, test accuracy, and the ratios to trainlab (of the medians, and the range of the
    per-repetition ratios).
@@ -203,11 +204,13 @@ def main(argv=None) -> int:
                       + (" --quick: a smoke run, not a measurement" if a.quick else "") + ").", "",
                       "## Machine", "", *head, "", "## What the issue asks (ratios from this one run)", "",
                       *verdicts, "", "## Speed: seconds per training epoch on Fashion-MNIST", "",
-                      ("Same model, data (60,000 standardized images, no validation split), batch size, SGD "
+                      (f"Same model, data ({subset or 60000:,} standardized images, no validation split), batch size, SGD "
                       "(momentum 0.9, constant LR) and seed for every loop; each run a fresh process; "
                       "MLP 784-256-10 at batch 64, lr 0.01; the CNN recipe's convnet (BN, stride-2) at batch 256, "
                       "lr 0.05. trainlab runs through `trainlab.train()` with a run directory (checkpoint "
-                      "every epoch, metrics.jsonl; plots, TensorBoard and report off)."), "", *body])
+                      "every epoch, metrics.jsonl; plots, TensorBoard and report off); the trainlab loop is "
+                      "the same Trainer without a run directory, writing nothing, like the other loops."),
+                      "", *body])
     Path(a.out).write_text(text + "\n")
     print("\n".join(verdicts))
     print(f"wrote {a.out}")
