@@ -40,9 +40,10 @@ run: venv data
 test: venv data browser
 	$(PY) -m pytest -q
 
+# `make bench BENCH_ARGS=--quick` for a smoke run; see docs/performance.md
 bench: venv data
 	$(PY) -m pip install -qq -e ".[bench]"
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,7 +2,8 @@
 
     python benchmarks/speed.py --loop hand --workload mlp --epochs 3
 
-Loops: `trainlab` (the public `train()` API, a real run directory), `hand` (hand-optimized
+Loops: `trainlab` (the public `train()` API, a real run directory: checkpoints every epoch),
+`trainlab-loop` (the same Trainer without a run directory: writes nothing, like the others), `hand` (hand-optimized
 PyTorch: whole-tensor indexing, foreach SGD, set_to_none), `textbook` (DataLoader over a
 TensorDataset), `lightning` (PyTorch Lightning), `keras` (Keras 3, torch backend). Every loop
 trains the same model on the same standardized Fashion-MNIST tensors (no validation split) with
@@ -23,23 +24,38 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cnn_recipe_widths() -> list[int]:
+    """The conv widths of the shipped CNN recipe: the convnet workload is that recipe's model."""
+    import yaml
+
+    return list(yaml.safe_load((ROOT / "recipes" / "fashion_mnist_cnn.yaml").read_text())["model"]["widths"])
+
+
+CNN_WIDTHS = _cnn_recipe_widths()
 WORKLOADS = {
     # the issue's MLP: 784-256-10, SGD momentum 0.9, lr 0.01, batch 64
     "mlp": {"batch": 64, "lr": 0.01, "model": {"name": "mlp", "widths": [256]}},
-    # the convnet recipe's model (widths 32-64-128, stride-2 downsampling, BN), batch 256
-    "convnet": {"batch": 256, "lr": 0.05, "model": {"name": "convnet", "widths": [32, 64, 128]}},
+    # the CNN recipe's model (its widths, stride-2 downsampling, BN), batch 256
+    "convnet": {"batch": 256, "lr": 0.05, "model": {"name": "convnet", "widths": CNN_WIDTHS}},
 }
 MOMENTUM = 0.9
 
 
-def load_data(threads: int):
+def data_config(subset: int | None = None) -> dict:
+    return {"source": "fashion_mnist", "val_fraction": 0.0, "preprocess": [{"normalize": "standard"}],
+            "subset": subset}
+
+
+def load_data(subset: int | None = None):
     """Standardized Fashion-MNIST as (x_train, y_train, x_test, y_test), images (N, 1, 28, 28),
-    built by trainlab's own data stage so that every loop sees the same tensors."""
+    built by trainlab's own data stage (same subset, same order) so that every loop sees the same tensors."""
     from trainlab.data import build_data
     from trainlab.recipe import DataConfig
 
-    cfg = DataConfig(source="fashion_mnist", val_fraction=0.0, preprocess=[{"normalize": "standard"}])
-    b = build_data(cfg, seed=0)
+    b = build_data(DataConfig(**data_config(subset)), seed=0)
     return b.train.x, b.train.y, b.test.x, b.test.y
 
 
@@ -53,8 +69,14 @@ def torch_model(workload: str):
     def conv_bn(cin, cout, stride):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
                              nn.ReLU())
-    return nn.Sequential(conv_bn(1, 32, 1), conv_bn(32, 64, 2), conv_bn(64, 128, 2), nn.Flatten(),
-                         nn.Linear(128 * 7 * 7, 10))
+    layers, cin = [], 1
+    for i, width in enumerate(CNN_WIDTHS):  # every stage after the first halves the resolution
+        layers.append(conv_bn(cin, width, 1 if i == 0 else 2))
+        cin = width
+    side = 28
+    for _ in CNN_WIDTHS[1:]:
+        side = (side + 1) // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin * side * side, 10))
 
 
 def accuracy(model, x, y, channels_last: bool = False) -> float:
@@ -178,7 +200,8 @@ def run_keras(w, data, epochs, seed):
         to_np = (lambda x: x.reshape(len(x), -1).numpy())
     else:
         layers = [keras.Input((28, 28, 1))]
-        for width, stride in ((32, 1), (64, 2), (128, 2)):
+        for i, width in enumerate(CNN_WIDTHS):
+            stride = 1 if i == 0 else 2
             layers += [keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False),
                        keras.layers.BatchNormalization(), keras.layers.ReLU()]
         model = keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(10)])
@@ -200,10 +223,14 @@ def run_keras(w, data, epochs, seed):
     return ends, float((pred.argmax(-1) == yte.numpy()).mean())
 
 
-def run_trainlab(w, data, epochs, seed, threads):
+def run_trainlab(w, subset, epochs, seed, threads, overrides=(), run_dir=True):
     """trainlab through its public API with a real run directory (checkpoints, metrics.jsonl), as a
-    user runs it; plots, TensorBoard and the HTML report are off (written after training anyway)."""
+    user runs it; plots, TensorBoard and the HTML report are off (written after training anyway).
+    `run_dir=False` (the `trainlab-loop` loop): the same Trainer with no run directory, so it writes
+    nothing, like the other loops: the cost of the training loop alone."""
     import trainlab
+    from trainlab.recipe import load_recipe
+    from trainlab.train import Trainer
     from trainlab.train.callbacks import Callback
 
     ends, t0 = [], [0.0]
@@ -219,8 +246,7 @@ def run_trainlab(w, data, epochs, seed, threads):
     extra: dict = {}
     recipe = {
         "name": f"bench-{w['name']}", "seed": seed,
-        "data": {"source": "fashion_mnist", "val_fraction": 0.0, "preprocess": [{"normalize": "standard"}],
-                 "batch_size": w["batch"]},
+        "data": {**data_config(subset), "batch_size": w["batch"]},
         "model": w["model"], "loss": {"name": "cross_entropy"},
         "optim": {"name": "sgd", "lr": w["lr"], "momentum": MOMENTUM},
         "schedule": {"name": "constant"},
@@ -228,7 +254,11 @@ def run_trainlab(w, data, epochs, seed, threads):
         "output": {"root": tempfile.mkdtemp(prefix="trainlab-bench-"), "plots": False, "tensorboard": False,
                    "report": False},
     }
-    run = trainlab.train(recipe, progress=False, callbacks=[Timer()])
+    if not run_dir:
+        trainer = Trainer(load_recipe(recipe, list(overrides)), progress=False, callbacks=[Timer()])
+        trainer.fit()
+        return ends, float(trainer.evaluate_split("test")["accuracy"]), extra
+    run = trainlab.train(recipe, list(overrides), progress=False, callbacks=[Timer()])
     import shutil
 
     shutil.rmtree(recipe["output"]["root"], ignore_errors=True)
@@ -237,11 +267,15 @@ def run_trainlab(w, data, epochs, seed, threads):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loop", required=True, choices=["trainlab", "hand", "textbook", "lightning", "keras"])
+    p.add_argument("--loop", required=True,
+                   choices=["trainlab", "trainlab-loop", "hand", "textbook", "lightning", "keras"])
     p.add_argument("--workload", required=True, choices=list(WORKLOADS))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the core count)")
+    p.add_argument("--subset", type=int, default=None, help="train on this many samples (quick checks only)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="trainlab loop only: override a recipe field (knobs.py measures each knob so)")
     a = p.parse_args(argv)
     import torch
 
@@ -249,10 +283,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(threads)
     w = {**WORKLOADS[a.workload], "name": a.workload}
     extra: dict = {}
-    if a.loop == "trainlab":
-        ends, acc, extra = run_trainlab(w, None, a.epochs, a.seed, threads)
+    if a.loop in ("trainlab", "trainlab-loop"):
+        ends, acc, extra = run_trainlab(w, a.subset, a.epochs, a.seed, threads, a.set, a.loop == "trainlab")
     else:
-        data = load_data(threads)
+        data = load_data(a.subset)
         ends, acc = {"hand": run_hand, "textbook": run_textbook, "lightning": run_lightning,
                      "keras": run_keras}[a.loop](w, data, a.epochs, a.seed)
     epochs = [b - a_ for a_, b in zip([0.0] + ends[:-1], ends)]

@@ -82,3 +82,65 @@ def test_a_run_logs_mfu_and_flops_per_step_and_prints_them(cli, write_recipe, tm
         assert 0 < r["mfu"] < 1
         assert r["flops_per_step"] == mlp_step_flops(32, 784, 24, 10)
     assert json.loads((tmp_path / "run" / "env.json").read_text())["threads"] == 1
+
+
+# --- the fast-path knobs ------------------------------------------------------------------------
+def test_every_torch_optimizer_runs_its_fused_or_foreach_kernel():
+    import inspect
+
+    from trainlab.optim import OPTIMIZERS, build_optimizer
+    from trainlab.recipe import OptimConfig
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    checked = 0
+    for entry in OPTIMIZERS.entries():
+        opt = build_optimizer(OptimConfig(name=entry.name), model)
+        for part in getattr(opt, "parts", {"": opt}).values():
+            accepted = inspect.signature(type(part)).parameters
+            if "fused" in accepted or "foreach" in accepted:
+                assert part.defaults.get("fused") or part.defaults.get("foreach"), entry.name
+                checked += 1
+    assert checked >= 10
+
+
+def test_precision_auto_is_bf16_on_cuda_only(monkeypatch):
+    from trainlab.metrics import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+
+
+def test_compile_compiles_the_model_in_place(monkeypatch):
+    from trainlab.recipe import load_recipe
+    from trainlab.train import Trainer
+
+    calls = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **k: calls.append(type(self).__name__))
+    recipe = load_recipe({"data": {"source": "synthetic:linear"}, "model": {"name": "mlp", "widths": [4]},
+                          "train": {"epochs": 1, "compile": True, "threads": 1}})
+    trainer = Trainer(recipe, progress=False)
+    names = list(trainer.model.state_dict())
+    trainer.fit()
+    assert calls == ["Sequential"]  # once, on the trainer's own model: checkpoint keys keep their names
+    assert list(trainer.model.state_dict()) == names
+    assert trainer.history[-1]["train.mfu"] > 0
+
+
+def test_running_correct_counts_exactly_whatever_the_flushes(monkeypatch):
+    from trainlab.train import running
+
+    monkeypatch.setattr(running, "KEEP_LOGITS", 300)  # batches of 64×10 logits go the argmax way
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(n, 10, generator=g), torch.randint(0, 10, (n,), generator=g))
+               for n in [4] * 70 + [64, 64, 3]]
+    seq = (torch.randn(2, 5, 7, generator=g), torch.randint(0, 7, (2, 5), generator=g))  # per-token targets
+    truth = sum(int((o.argmax(-1) == y).sum()) for o, y in [*batches, seq])
+    count = running.RunningCorrect(torch.zeros((), dtype=torch.long))
+    for o, y in [*batches, seq]:
+        count.add(o, y)
+    assert int(count.flush()) == truth
+    assert int(count.flush()) == truth  # flushing again adds nothing

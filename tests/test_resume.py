@@ -16,7 +16,7 @@ from trainlab.train.callbacks import Callback
 from trainlab.train.nonfinite import scale_lr
 from trainlab.train.signals import GracefulSignals, TrainingInterrupted
 
-TIMINGS = ("time", "samples_per_s", "mfu")  # mfu: measured speed over a peak
+TIMINGS = ("time", "samples_per_s", "mfu", "peak_flops")  # measured, not computed
 
 
 def recipe(tmp_path, **train) -> dict:

@@ -47,7 +47,16 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int, device: torch
     return torch.cat(outs).cpu()
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`train.precision: auto`: bf16 on CUDA GPUs that support it, fp32 elsewhere (measured: bf16
+    matmuls run at half the fp32 rate on CPUs without AMX)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
 def autocast(device: torch.device, precision: str):
+    precision = resolve_precision(precision, device)
     if precision == "fp32":  # no context at all: entering a disabled autocast costs ~3 µs per step
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -22,7 +22,7 @@ def no_decay_names(model: nn.Module) -> set[str]:
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, decay_bias_and_norm: bool,
                  lr_mult: dict[str, float]) -> list[dict]:
-    """Split trainable parameters into groups keyed by (decay?, lr multiplier).
+    """Split trainable parameters into groups keyed by (weight decay, lr multiplier).
 
     Each group keeps `lr_mult` (its LR over the base LR) so schedules, the LR finder and the
     logged LR can tell the base LR from a module's multiplied one.
@@ -33,15 +33,17 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, decay_bias_an
         if not any(n == prefix or n.startswith(prefix + ".") for n in names):
             raise RecipeError(f"optim.lr_mult.{prefix}: no parameter name starts with {prefix!r} "
                               f"(names look like {names[0]!r}; see `trainlab summary`)")
-    groups: dict[tuple[bool, float], dict] = {}
+    # keyed by the options that differ, so that without weight decay one group holds every parameter
+    # (each group is one more kernel launch per optimizer step: ~5-10 µs on CPU)
+    groups: dict[tuple[float, float], dict] = {}
     for n, p in model.named_parameters():
         if not p.requires_grad:
             continue
         mult = next((m for pre, m in sorted(lr_mult.items(), key=lambda kv: -len(kv[0]))
                      if n == pre or n.startswith(pre + ".")), 1.0)
-        decay = n not in skip
+        decay = weight_decay if n not in skip else 0.0
         g = groups.setdefault((decay, mult), {"params": [], "param_names": [], "lr": lr * mult, "lr_mult": mult,
-                                              "weight_decay": weight_decay if decay else 0.0})
+                                              "weight_decay": decay})
         g["params"].append(p)
         g["param_names"].append(n)
     return list(groups.values())

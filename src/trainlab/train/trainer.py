@@ -18,7 +18,7 @@ import torch
 from ..data import DataBundle, build_augment, build_data, build_loader
 from ..losses import build_loss
 from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
-                       validation_metrics)
+                       resolve_precision, validation_metrics)
 from ..models import build_model
 from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
 from ..optim.schedules import base_lr, epoch_end
@@ -30,6 +30,7 @@ from .checkpoint import load_checkpoint_state, load_model_weights, rng_state, sa
 from .determinism import set_determinism
 from .nonfinite import NonFiniteGuard, Rollback, weights_finite
 from .recovery import handle_nonfinite
+from .running import RunningCorrect
 from .signals import GracefulSignals
 
 
@@ -132,11 +133,16 @@ class Trainer:
         # MFU (perf.py): FLOPs per sample of a training step and the device's peak, measured in fit()
         self.flops_per_sample: float | None = None
         self.peak_flops: float | None = None
+        self.compiled = False
+        self.pin_memory = cfg.pin_memory and self.device.type == "cuda"
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         if self.flops_per_sample is None:
             self._measure_cost()  # before the clock starts: one counted step and a cached probe
+        if self.recipe.train.compile and not self.compiled:
+            self.model.compile()  # in place, so parameter names (and checkpoints) stay the same
+            self.compiled = True
         self._t_start = time.perf_counter()
         for cb in self.callbacks:
             cb.on_fit_start(self)
@@ -176,6 +182,7 @@ class Trainer:
         seen, t0, n_batches = 0, time.perf_counter(), len(self.loader)
         weights = self._batch_weights(n_batches)
         loss_sum, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
+        running = RunningCorrect(correct)  # counts in batches of steps: see running.py
         for i, (xb, yb) in enumerate(self.loader, start=self.loader.position):
             xb, yb = self.prepare_batch(xb, yb)
             xb, yb = self.augment(xb, yb)  # on the device, own generator; mixup/cutmix make soft targets
@@ -189,7 +196,7 @@ class Trainer:
                 loss_sum.add_(loss.detach(), alpha=n)  # one in-place op: each op costs ~5 µs on CPU
                 yh = yb.argmax(-1) if classify and yb.is_floating_point() else yb  # soft targets: their argmax
                 if classify and yh.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
-                    correct.add_((out.detach().argmax(-1) == yh).sum())
+                    running.add(out, yh)
                 seen += n
             self.batches_done += 1
             if self.step % cfg.log_every == 0 and (i + 1) % cfg.accumulate == 0:
@@ -200,14 +207,14 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_step(self, rec)
             if at_step:  # non-finite policy, step checkpoints, signals
-                self._after_step(i + 1 == n_batches, loss_sum, correct, seen, t0)
+                self._after_step(i + 1 == n_batches, loss_sum, running, seen, t0)
         elapsed = time.perf_counter() - t0
         logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
                 "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.lr_used}
         if classify:
             y = self.bundle.train.y  # targets per sample: 1, or T for per-token targets (B, T)
             per_sample = math.prod(y.shape[1:]) if not y.is_floating_point() else 1
-            logs["train.accuracy"] = int(correct) / max(seen * per_sample, 1)
+            logs["train.accuracy"] = int(running.flush()) / max(seen * per_sample, 1)
         if self.flops_per_sample:
             logs["train.flops_per_step"] = round(self.flops_per_sample * self.loader.batch_size)
             logs["train.peak_flops"] = self.peak_flops
@@ -224,11 +231,14 @@ class Trainer:
         flops = train_step_flops(self.model, self.loss_fn, xb, yb)
         if flops:
             self.flops_per_sample = flops / n
-            self.peak_flops = peak_flops(self.device, precision_dtype(self.recipe.train.precision))
+            precision = resolve_precision(self.recipe.train.precision, self.device)
+            self.peak_flops = peak_flops(self.device, precision_dtype(precision))
 
     # --- one batch, one optimizer step ---------------------------------------------------------------
     def prepare_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if xb.device != self.device:
+            if self.pin_memory:  # a copy from pinned host memory runs asynchronously to the GPU
+                xb, yb = xb.pin_memory(), yb.pin_memory()
             xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -382,7 +392,7 @@ class Trainer:
         return (sums["loss_sum"].to(self.device), sums["correct"].to(self.device), int(sums["seen"]),
                 t0 - float(sums["elapsed"]))
 
-    def _after_step(self, epoch_end: bool, loss_sum, correct, seen: int, t0: float) -> None:
+    def _after_step(self, epoch_end: bool, loss_sum, running: RunningCorrect, seen: int, t0: float) -> None:
         """At each optimizer-step boundary: non-finite policy, `checkpoint_every`, a pending signal."""
         cfg = self.recipe.train
         self.signals.step = self.step
@@ -394,7 +404,8 @@ class Trainer:
         # steps, so that a rollback goes back to before the trouble began
         due = every and self.step % every == 0 and not epoch_end and not self.guard.consecutive
         if self.signals.pending or due:
-            sums = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "elapsed": time.perf_counter() - t0}
+            sums = {"loss_sum": loss_sum, "correct": running.flush(), "seen": seen,
+                    "elapsed": time.perf_counter() - t0}
             saved = self._save(epoch_sums=sums)
             self.signals.raise_if_pending(self.step, saved)
 
