@@ -197,7 +197,8 @@ def run_keras(w, data, epochs, seed):
     if w["name"] == "mlp":
         model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
                                   keras.layers.Dense(10)])
-        to_np = (lambda x: x.reshape(len(x), -1).numpy())
+        def to_np(x):
+            return x.reshape(len(x), -1).numpy()
     else:
         layers = [keras.Input((28, 28, 1))]
         for i, width in enumerate(CNN_WIDTHS):
@@ -205,7 +206,8 @@ def run_keras(w, data, epochs, seed):
             layers += [keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False),
                        keras.layers.BatchNormalization(), keras.layers.ReLU()]
         model = keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(10)])
-        to_np = (lambda x: x.permute(0, 2, 3, 1).contiguous().numpy())  # Keras's default: channels last
+        def to_np(x):  # Keras's default layout: channels last
+            return x.permute(0, 2, 3, 1).contiguous().numpy()
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=w["lr"], momentum=MOMENTUM),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ends, t0 = [], [0.0]
