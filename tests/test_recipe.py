@@ -45,8 +45,18 @@ def test_missing_and_invalid_files(tmp_path):
 def test_shipped_recipes_validate():
     from pathlib import Path
 
-    for p in sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")):
-        load_recipe(p)
+    import yaml
+
+    paths = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(paths) >= 10, paths
+    for p in paths:
+        raw = yaml.safe_load(p.read_text())
+        r = load_recipe(p)  # raises RecipeError on any unknown key, value or registry name
+        assert r.name == raw["name"] and r.seed == raw.get("seed", 0), p
+        for section in ("data", "model", "optim", "train"):  # every value written survives validation
+            dumped = getattr(r, section).model_dump()
+            for key, value in (raw.get(section) or {}).items():
+                assert dumped[key] == value, f"{p.name}: {section}.{key}"
 
 
 def test_readme_reference_is_generated_from_the_schema():
