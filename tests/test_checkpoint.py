@@ -110,7 +110,7 @@ def test_an_interrupted_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
 
     from trainlab.train import checkpoint
 
-    monkeypatch.setattr(checkpoint, "_sha256", disk_full)  # fails before the manifest
+    monkeypatch.setattr(checkpoint, "_replace", disk_full)  # all files written, then the rename fails
     with pytest.raises(OSError):
         save_checkpoint(root / "last", model, state_of(2, opt), previous=root / "previous")
     monkeypatch.undo()
@@ -174,3 +174,45 @@ def test_checkpoint_state_holds_no_pickle(tmp_path):
     json.loads((tmp_path / "c" / "state.json").read_text())
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
         "manifest.json", "model.safetensors", "state.json", "state.safetensors"]
+
+
+def test_background_writer_writes_the_state_at_the_call_in_order(tmp_path):
+    from trainlab.train.checkpoint import CheckpointWriter
+
+    model, opt = model_and_optimizer()
+    root, writer = tmp_path / "checkpoints", CheckpointWriter()
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    writer.save(root / "last", model, state_of(1, opt), previous=root / "previous", best=root / "best")
+    with torch.no_grad():  # the next steps change the weights in place while the write may be in flight
+        for p in model.parameters():
+            p.add_(1.0)
+    writer.save(root / "last", model, state_of(2, opt), previous=root / "previous")
+    writer.close()
+    assert sorted(p.name for p in root.iterdir()) == ["best", "last", "previous"]
+    assert all(verify_checkpoint(root / n) is None for n in ("best", "last", "previous"))
+    assert [load_checkpoint_state(root / n)["trainer"]["step"] for n in ("best", "last", "previous")] == [1, 2, 1]
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    load_model_weights(fresh, root / "best" / "model.safetensors")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in want.items())
+    # `best` shares the files of the `last` it was saved with (now `previous`): no second write
+    assert (root / "best" / "model.safetensors").stat().st_ino == (root / "previous" / "model.safetensors").stat().st_ino
+
+
+def test_background_writer_reports_a_failed_write_at_wait(tmp_path, monkeypatch):
+    from trainlab.train import checkpoint
+    from trainlab.train.checkpoint import CheckpointWriter
+
+    model, opt = model_and_optimizer()
+    writer = CheckpointWriter()
+    writer.save(tmp_path / "last", model, state_of(1, opt))
+    writer.wait()
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_write", disk_full)
+    writer.save(tmp_path / "last", model, state_of(2, opt))
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["last"]
+    assert load_checkpoint_state(tmp_path / "last")["trainer"]["step"] == 1

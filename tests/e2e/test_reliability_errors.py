@@ -65,15 +65,15 @@ def test_disk_full_mid_run_fails_cleanly_and_resume_finishes_it(tmp_path, capsys
 
     from trainlab.train import checkpoint as ck
 
-    real, calls = ck.save_file, {"n": 0}
+    real, calls = ck._write, {"n": 0}
 
-    def fills_up(tensors, filename, metadata=None):
-        calls["n"] += 1
-        if calls["n"] == 9:  # 5th checkpoint (steps 0, 4, 8, 12, then epoch 1's end): its weights file
-            raise OSError(errno.ENOSPC, "No space left on device", filename)
-        return real(tensors, filename, metadata=metadata)
+    def fills_up(path, data):
+        calls["n"] += path.name == "model.safetensors"
+        if calls["n"] == 5 and path.name == "model.safetensors":  # 5th checkpoint (steps 0, 4, 8, 12, epoch 1's end)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
 
-    monkeypatch.setattr(ck, "save_file", fills_up)
+    monkeypatch.setattr(ck, "_write", fills_up)
     run = tmp_path / "runs" / "full"
     assert main(["train", recipe, "--run-dir", str(run)]) == 2
     lines = err_lines(capsys)

@@ -41,7 +41,7 @@ class TensorLoader:
         for b in range(self.position, len(self)):
             idx = perm[b * bs:(b + 1) * bs]
             self.position = b + 1
-            yield x[idx], y[idx]
+            yield x.index_select(0, idx), y.index_select(0, idx)  # ~2x faster than x[idx] on CPU
         self.epoch += 1
         self.position = 0
 

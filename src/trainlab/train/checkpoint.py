@@ -3,8 +3,9 @@
 A checkpoint is a folder (model.safetensors, state.safetensors, state.json, manifest.json).
 It is written into a temporary sibling folder and renamed into place; manifest.json (file
 names with SHA-256) is written last, so a folder without a valid manifest is incomplete.
-A run keeps `last` and `previous` (the one before it) plus `best`: when the newest is damaged,
-`newest_checkpoint` falls back to the next complete one.
+A run keeps `last` and `previous` (the one before it) plus `best` (hard links to the files of
+the `last` it was saved with): when the newest is damaged, `newest_checkpoint` falls back to the
+next complete one. The trainer writes them on a background thread (`CheckpointWriter`).
 """
 from __future__ import annotations
 
@@ -14,16 +15,20 @@ import os
 import random
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from ..errors import RunDirError
 
 MANIFEST = "manifest.json"
+
+
+_SCALARS = (int, float, str, bool, type(None))
 
 
 # --- nested state <-> (tensors, JSON) --------------------------------------------------------
@@ -37,7 +42,10 @@ def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t")
         return {"__dict__": [[flatten_state(k, tensors, f"{prefix}.k{i}"), flatten_state(v, tensors, f"{prefix}.{i}")]
                              for i, (k, v) in enumerate(obj.items())]}
     if isinstance(obj, (list, tuple)):
-        items = [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+        if all(type(v) in _SCALARS for v in obj):  # e.g. the 625 ints of Python's RNG state: as they are
+            items = list(obj)
+        else:
+            items = [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
         return {"__tuple__": items} if isinstance(obj, tuple) else items
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
@@ -173,41 +181,140 @@ def _fsync(path: Path) -> None:
 FILES = ("model.safetensors", "state.safetensors", "state.json")
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any],
-                    previous: Path | None = None) -> None:
+class Snapshot:
+    """What a checkpoint holds, taken at one instant: tensors copied to the CPU (later optimizer
+    steps cannot change them), the rest as JSON. Writing it can then happen on another thread."""
+
+    def __init__(self, model: torch.nn.Module, state: dict[str, Any], copy: bool = True):
+        def own(t: torch.Tensor) -> torch.Tensor:  # .cpu() of a CPU tensor is the tensor itself
+            return t.clone() if copy and t.device.type == "cpu" else t
+
+        self.weights = {k: own(v) for k, v in model_tensors(model).items()}
+        tensors: dict[str, torch.Tensor] = {}
+        self.meta = json.dumps(flatten_state(state, tensors))
+        self.tensors = {k: own(v) for k, v in tensors.items()}
+
+
+def _write(path: Path, data: bytes) -> str:
+    """Write `data` to `path` and fsync it; returns its SHA-256 (of the bytes meant, not re-read)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _replace(tmp: Path, folder: Path, previous: Path | None) -> None:
+    """Rename the complete `tmp` into `folder`; the folder it replaces becomes `previous` (or goes)."""
+    # a crash between these renames leaves `folder` or `previous` complete, never a torn one
+    old = Path(previous) if previous is not None else folder.with_name(f".{folder.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    _fsync(folder.parent)
+    if previous is None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _temp_folder(folder: Path) -> Path:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+
+
+def write_checkpoint(folder: Path, snap: Snapshot, previous: Path | None = None) -> None:
     """Write a complete checkpoint folder atomically (temp folder, manifest last, rename).
 
     With `previous`, the checkpoint being replaced is kept there (and the one before it dropped),
     so a damaged newest checkpoint still leaves a complete one to fall back to.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a process killed mid-write
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    tmp = _temp_folder(folder)
     try:
-        save_model_weights(model, tmp / "model.safetensors")
-        tensors: dict[str, torch.Tensor] = {}
-        meta = flatten_state(state, tensors)
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta))
-        for f in FILES:
-            _fsync(tmp / f)
-        (tmp / MANIFEST).write_text(json.dumps({"files": {f: _sha256(tmp / f) for f in FILES}}))
-        _fsync(tmp / MANIFEST)
-        # a crash between these renames leaves `folder` or `previous` complete, never a torn one
-        old = Path(previous) if previous is not None else folder.with_name(f".{folder.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        _fsync(folder.parent)
-        if previous is None:
-            shutil.rmtree(old, ignore_errors=True)
+        digests = {"model.safetensors": _write(tmp / "model.safetensors", save(snap.weights)),
+                   "state.safetensors": _write(tmp / "state.safetensors", save(snap.tensors)),
+                   "state.json": _write(tmp / "state.json", snap.meta.encode())}
+        _write(tmp / MANIFEST, json.dumps({"files": digests}).encode())
+        _replace(tmp, folder, previous)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any],
+                    previous: Path | None = None) -> None:
+    """Snapshot and write a checkpoint on this thread (see `write_checkpoint`)."""
+    write_checkpoint(folder, Snapshot(model, state, copy=False), previous)
+
+
+def link_checkpoint(source: Path, folder: Path) -> None:
+    """Make `folder` a complete copy of the checkpoint `source` by hard links (no data written), as
+    atomically as `write_checkpoint`. Checkpoint files are never changed in place, so the two
+    folders can share them; where the file system has no hard links, the files are copied."""
+    folder = Path(folder)
+    tmp = _temp_folder(folder)
+    try:
+        for name in (*FILES, MANIFEST):
+            try:
+                os.link(Path(source) / name, tmp / name)
+            except OSError:
+                shutil.copy2(Path(source) / name, tmp / name)
+                _fsync(tmp / name)
+        _replace(tmp, folder, None)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread, so training goes on while the files are
+    serialized and fsynced (~9 ms for the 200k-parameter MLP on these disks, up to 3 times an
+    epoch; 5% of its epoch). `save` snapshots the state on the caller's thread first, so what is
+    written is the state at the call. One write is in flight at most: a second `save` first waits
+    for the one before, so checkpoints land in order. `wait()` returns once everything submitted is
+    on disk and re-raises a failed write's error; the trainer waits before it reads a checkpoint
+    back and when `fit` ends. A crash mid-write leaves the checkpoints as they were before it,
+    exactly as a synchronous write would (temp folder, then rename)."""
+
+    def __init__(self, background: bool = True):
+        self.background = background
+        self._pool: ThreadPoolExecutor | None = None  # started by the first save, stopped by close()
+        self._pending: Future | None = None
+
+    def save(self, folder: Path, model: torch.nn.Module, state: dict[str, Any], previous: Path | None = None,
+             best: Path | None = None) -> None:
+        """Checkpoint into `folder` (rotating the one it replaces into `previous`); with `best`,
+        that folder becomes the same checkpoint too (hard links)."""
+        snap = Snapshot(model, state, copy=self.background)
+        self.wait()
+        if not self.background:
+            self._write(folder, snap, previous, best)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="trainlab-checkpoint")
+        self._pending = self._pool.submit(self._write, folder, snap, previous, best)
+
+    @staticmethod
+    def _write(folder: Path, snap: Snapshot, previous: Path | None, best: Path | None) -> None:
+        write_checkpoint(folder, snap, previous)
+        if best is not None:
+            link_checkpoint(folder, best)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # re-raises the writer's error here
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
 
 def verify_checkpoint(folder: Path) -> str | None:

@@ -39,6 +39,7 @@ def handle_nonfinite(trainer: Trainer, action: str, what: str) -> None:
 def _last_good(trainer: Trainer) -> str:
     if trainer.run_dir is None:
         return ""
+    trainer.checkpoints_on_disk(raise_errors=False)
     folder, _ = newest_checkpoint(trainer.run_dir.path / "checkpoints")
     return f"; the last good checkpoint is {folder}" if folder is not None else ""
 
@@ -47,6 +48,7 @@ def rollback(trainer: Trainer) -> None:
     """Go back to the newest complete checkpoint, lower the LR, and raise Rollback to restart the loop there."""
     folder = None
     if trainer.run_dir is not None:
+        trainer.checkpoints_on_disk()
         folder, _ = newest_checkpoint(trainer.run_dir.path / "checkpoints")
     if folder is None:
         raise NonFiniteError(f"non-finite values at step {trainer.step} and no checkpoint to roll back to "

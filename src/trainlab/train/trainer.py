@@ -26,7 +26,7 @@ from ..perf import default_threads, mfu, peak_flops, precision_dtype, train_step
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
-from .checkpoint import load_checkpoint_state, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointWriter, load_checkpoint_state, load_model_weights, rng_state, set_rng_state
 from .determinism import set_determinism
 from .nonfinite import NonFiniteGuard, Rollback, weights_finite
 from .recovery import handle_nonfinite
@@ -135,6 +135,7 @@ class Trainer:
         self.peak_flops: float | None = None
         self.compiled = False
         self.pin_memory = cfg.pin_memory and self.device.type == "cuda"
+        self.checkpoints = CheckpointWriter()  # writes on a background thread; see checkpoint.py
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -166,6 +167,11 @@ class Trainer:
                     cb.on_epoch_end(self, logs)
                 self._checkpoint(logs)
                 self.signals.raise_if_pending(self.step, self.run_dir is not None)
+        except BaseException:
+            self.checkpoints_on_disk(raise_errors=False)  # the error in flight is the one to report
+            raise
+        else:
+            self.checkpoints_on_disk()
         finally:
             self.signals.restore()
             for cb in self.callbacks:
@@ -377,6 +383,7 @@ class Trainer:
 
     def load_checkpoint(self, folder: Path, guard: bool = True) -> dict[str, Any]:
         """Restore weights and state from a checkpoint folder; metrics.jsonl is cut back to that point."""
+        self.checkpoints_on_disk()
         load_model_weights(self.model, Path(folder) / "model.safetensors")
         state = load_checkpoint_state(folder)
         self.load_state_dict(state, guard)
@@ -418,11 +425,19 @@ class Trainer:
         state = self.state_dict()
         state["epoch_sums"] = epoch_sums
         state["metrics_bytes"] = self.run_dir.metrics_size()  # resume cuts metrics.jsonl back to here
-        save_checkpoint(self.run_dir.checkpoint("last"), self.model, state, previous=self.run_dir.checkpoint("previous"))
-        if best:
-            save_checkpoint(self.run_dir.checkpoint("best"), self.model, state)
+        rd = self.run_dir
+        self.checkpoints.save(rd.checkpoint("last"), self.model, state, previous=rd.checkpoint("previous"),
+                              best=rd.checkpoint("best") if best else None)
         self._events.clear()
         return True
+
+    def checkpoints_on_disk(self, raise_errors: bool = True) -> None:
+        """Wait until every checkpoint saved so far is written (they are written in the background)."""
+        try:
+            self.checkpoints.close()
+        except Exception:
+            if raise_errors:
+                raise
 
     def _checkpoint(self, logs: dict[str, Any]) -> None:
         # amid non-finite steps keep the last good checkpoint, unless a signal asks for one
