@@ -114,6 +114,39 @@ def test_precision_auto_is_bf16_on_cuda_only(monkeypatch):
     assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
 
 
+def test_precision_auto_on_cpu_takes_bf16_only_where_it_pays(monkeypatch):
+    peaks = {torch.float32: 300e9, torch.bfloat16: 2000e9}  # AMX: bf16 matmuls ~6x fp32
+    monkeypatch.setattr(perf, "peak_flops", lambda device, dtype=torch.float32, refresh=False: peaks[dtype])
+    assert perf.cpu_bf16_pays(8.5e9)  # the CNN recipe's step
+    assert not perf.cpu_bf16_pays(52e6)  # the MLP's: dispatch-bound, casts would cost more
+    peaks[torch.bfloat16] = 150e9  # no AMX: bf16 at half the fp32 rate
+    assert not perf.cpu_bf16_pays(8.5e9)
+
+
+@needs_fmnist
+@pytest.mark.parametrize("bf16_peak, want", [(2000e9, "bf16"), (150e9, "fp32")])
+def test_a_cpu_run_trains_in_the_precision_auto_chose(monkeypatch, bf16_peak, want):
+    from trainlab.recipe import load_recipe
+    from trainlab.train import Trainer
+
+    peaks = {torch.float32: 300e9, torch.bfloat16: bf16_peak}
+    monkeypatch.setattr(perf, "peak_flops", lambda device, dtype=torch.float32, refresh=False: peaks[dtype])
+    monkeypatch.setattr(perf, "BF16_MIN_STEP_FLOPS", 1e6)  # this small net's step counts as compute-bound
+    recipe = load_recipe({"name": "p", "data": {"source": "fashion_mnist", "subset": 128, "batch_size": 64,
+                                                "val_fraction": 0.0},
+                          "model": {"name": "convnet", "widths": [4, 8]}, "optim": {"name": "sgd", "lr": 0.05},
+                          "train": {"epochs": 1, "device": "cpu", "threads": 1}})
+    trainer = Trainer(recipe, progress=False)
+    dtypes = []
+    first = trainer.model[0]  # (the FLOP count runs on a deep copy of the model: its hook copy is ignored)
+    first.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype) if m is first and m.training else None)
+    trainer.fit()
+    assert trainer.precision == want
+    assert set(dtypes) == {torch.bfloat16 if want == "bf16" else torch.float32} and len(dtypes) == 2
+    # evaluation on a CPU stays fp32
+    assert trainer.evaluate_split("test")["accuracy"] > 0
+
+
 def test_compile_compiles_the_model_in_place(monkeypatch):
     from trainlab.recipe import load_recipe
     from trainlab.train import Trainer

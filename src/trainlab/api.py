@@ -85,6 +85,7 @@ def _fit_and_finish(trainer, rd: RunDir) -> Run:
     recipe = trainer.recipe
     try:
         trainer.fit()
+        rd.update_env(precision=trainer.precision)  # `auto` resolved (on a CPU: by the measured step)
         which = "best" if rd.checkpoint("best").exists() and trainer.restore_best else "last"
         trainer.load_weights(which)
         metrics = evaluate_trainer(trainer, "test", which)

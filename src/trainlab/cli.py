@@ -55,7 +55,8 @@ def cmd_train(args) -> int:
     console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")
     from .perf import summary_line  # model FLOP utilization and the thread count (issue 9)
 
-    mfu_line = summary_line(run.history, run.dir.read_json("env.json").get("threads"))
+    env = run.dir.read_json("env.json")
+    mfu_line = summary_line(run.history, env.get("threads"), env.get("precision"))
     if mfu_line:
         console.print(mfu_line, highlight=False)
     console.print(f"run directory: {run.path}")

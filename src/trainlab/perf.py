@@ -101,6 +101,20 @@ def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, refresh
     return flops
 
 
+BF16_MIN_STEP_FLOPS = 1e9   # below this a CPU step is dispatch-bound: bf16's casts cost more than they save
+BF16_MIN_SPEEDUP = 2.0      # a CPU whose bf16 matmuls are not this much faster (no AMX) stays in fp32
+
+
+def cpu_bf16_pays(step_flops: float) -> bool:
+    """`train.precision: auto` on a CPU: bf16 autocast when the step is compute-bound and this CPU's
+    measured bf16 matmul peak is at least twice its fp32 one (AMX tiles: ~6× here; without them bf16
+    runs at about half the fp32 rate, see docs/performance.md). Both peaks are the cached probes."""
+    if step_flops < BF16_MIN_STEP_FLOPS:
+        return False
+    cpu = torch.device("cpu")
+    return peak_flops(cpu, torch.bfloat16) >= BF16_MIN_SPEEDUP * peak_flops(cpu, torch.float32)
+
+
 def train_step_flops(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -> int | None:
     """FLOPs of one training step's forward and backward on the batch (x, y), counted on a copy of
     the model (batch-norm statistics and every RNG stay untouched). None if a layer cannot be counted."""
@@ -126,7 +140,7 @@ def mfu(flops_per_sample: float, samples_per_s: float, peak: float) -> float:
     return flops_per_sample * samples_per_s / peak if peak > 0 else float("nan")
 
 
-def summary_line(history: list[dict[str, Any]], threads: int) -> str | None:
+def summary_line(history: list[dict[str, Any]], threads: int, precision: str | None = None) -> str | None:
     """The line `trainlab train` prints at the end: the run's MFU over all its epochs."""
     epochs = [h for h in history if h.get("train.mfu") is not None and h.get("train.time")]
     if not epochs:
@@ -136,4 +150,4 @@ def summary_line(history: list[dict[str, Any]], threads: int) -> str | None:
     peak = epochs[-1]["train.peak_flops"]
     return (f"MFU {achieved / peak:.1%}: {achieved / 1e9:.2f} GFLOP/s of a measured {peak / 1e9:.0f} GFLOP/s peak "
             f"({epochs[-1]['train.flops_per_step'] / 1e6:.1f} MFLOP per step, {time_:.1f} s of training, "
-            f"{threads} threads)")
+            f"{threads} threads{', ' + precision if precision else ''})")

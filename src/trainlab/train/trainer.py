@@ -22,7 +22,7 @@ from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_
 from ..models import build_model
 from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
 from ..optim.schedules import base_lr, epoch_end
-from ..perf import default_threads, mfu, peak_flops, precision_dtype, train_step_flops
+from ..perf import cpu_bf16_pays, default_threads, mfu, peak_flops, precision_dtype, train_step_flops
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -135,6 +135,8 @@ class Trainer:
         self.peak_flops: float | None = None
         self.compiled = False
         self.pin_memory = cfg.pin_memory and self.device.type == "cuda"
+        # the autocast precision; `auto` on a CPU may become bf16 once fit() has measured the step
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.checkpoints = CheckpointWriter()  # writes on a background thread; see checkpoint.py
 
     # --- the loop ------------------------------------------------------------------------------
@@ -237,8 +239,10 @@ class Trainer:
         flops = train_step_flops(self.model, self.loss_fn, xb, yb)
         if flops:
             self.flops_per_sample = flops / n
-            precision = resolve_precision(self.recipe.train.precision, self.device)
-            self.peak_flops = peak_flops(self.device, precision_dtype(precision))
+            step_flops = self.flops_per_sample * self.recipe.data.batch_size
+            if self.recipe.train.precision == "auto" and self.device.type == "cpu" and cpu_bf16_pays(step_flops):
+                self.precision = "bf16"
+            self.peak_flops = peak_flops(self.device, precision_dtype(self.precision))
 
     # --- one batch, one optimizer step ---------------------------------------------------------------
     def prepare_batch(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +279,7 @@ class Trainer:
         return out, loss, ok
 
     def _forward_backward(self, xb, yb, weight: float):
-        with autocast(self.device, self.recipe.train.precision):
+        with autocast(self.device, self.precision):
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
         objective = loss * weight if weight != 1.0 else loss
