@@ -22,7 +22,10 @@ KNOBS = {
     "threads": ("mlp", 2, [], ["--threads", "1"], "train.threads: 1 (default: one per core)"),
     "threads_convnet": ("convnet", 2, [], ["--threads", "1"], "train.threads: 1, convnet"),
     "log_every": ("mlp", 2, [], ["--set", "train.log_every=1"], "train.log_every: 1 (a device sync every step)"),
-    "precision": ("mlp", 2, [], ["--set", "train.precision=bf16"], "train.precision: bf16 on CPU"),
+    "precision": ("mlp", 2, ["--set", "train.precision=auto"], ["--set", "train.precision=bf16"],
+                  "train.precision: bf16 on CPU (auto keeps the MLP in fp32)"),
+    "precision_convnet": ("convnet", 2, ["--set", "train.precision=auto"], [],
+                          "train.precision: fp32, convnet (auto: bf16 where the CPU's bf16 peak is ≥ 2× fp32)"),
     "compile": ("mlp", 3, [], ["--set", "train.compile=true"], "train.compile: true"),
 }
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from speed import CNN_STEM, CNN_WIDTHS, WORKLOADS  # noqa: E402  (the workloads' own definitions)
 LOOPS = ["trainlab", "trainlab-loop", "hand", "textbook", "lightning", "keras"]
 LABELS = {"trainlab": "trainlab (train(): run dir, checkpoint per epoch)",
           "trainlab-loop": "trainlab loop (Trainer.fit, no run dir)", "hand": "hand-optimized PyTorch", "textbook": "textbook PyTorch (DataLoader)",
@@ -206,10 +208,12 @@ def main(argv=None) -> int:
                       *verdicts, "", "## Speed: seconds per training epoch on Fashion-MNIST", "",
                       (f"Same model, data ({subset or 60000:,} standardized images, no validation split), batch size, SGD "
                       "(momentum 0.9, constant LR) and seed for every loop; each run a fresh process; "
-                      "MLP 784-256-10 at batch 64, lr 0.01; the CNN recipe's convnet (BN, stride-2) at batch 256, "
-                      "lr 0.05. trainlab runs through `trainlab.train()` with a run directory (checkpoint "
-                      "every epoch, metrics.jsonl; plots, TensorBoard and report off); the trainlab loop is "
-                      "the same Trainer without a run directory, writing nothing, like the other loops."),
+                      "MLP 784-256-10 at batch 64, lr 0.01; the CNN recipe's convnet (BN, stride-2 downsampling, "
+                      f"widths {'-'.join(map(str, CNN_WIDTHS))}, first conv stride {CNN_STEM}) at batch "
+                      f"{WORKLOADS['convnet']['batch']}, lr 0.05; every loop in fp32. trainlab runs through "
+                      "`trainlab.train()` with a run directory (checkpoints, metrics.jsonl; plots, TensorBoard "
+                      "and report off); the trainlab loop is the same Trainer without a run directory, writing "
+                      "nothing, like the other loops."),
                       "", *body])
     Path(a.out).write_text(text + "\n")
     print("\n".join(verdicts))

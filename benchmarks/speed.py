@@ -27,19 +27,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cnn_recipe_widths() -> list[int]:
-    """The conv widths of the shipped CNN recipe: the convnet workload is that recipe's model."""
+def _cnn_recipe() -> dict:
+    """The shipped CNN recipe: the convnet workload is its model (widths, stem stride) at its batch size."""
     import yaml
 
-    return list(yaml.safe_load((ROOT / "recipes" / "fashion_mnist_cnn.yaml").read_text())["model"]["widths"])
+    return yaml.safe_load((ROOT / "recipes" / "fashion_mnist_cnn.yaml").read_text())
 
 
-CNN_WIDTHS = _cnn_recipe_widths()
+_CNN = _cnn_recipe()
+CNN_WIDTHS = list(_CNN["model"]["widths"])
+CNN_STEM = int(_CNN["model"].get("stem_stride", 1))  # the first conv's stride; later stages halve again
 WORKLOADS = {
     # the issue's MLP: 784-256-10, SGD momentum 0.9, lr 0.01, batch 64
     "mlp": {"batch": 64, "lr": 0.01, "model": {"name": "mlp", "widths": [256]}},
-    # the CNN recipe's model (its widths, stride-2 downsampling, BN), batch 256
-    "convnet": {"batch": 256, "lr": 0.05, "model": {"name": "convnet", "widths": CNN_WIDTHS}},
+    # the CNN recipe's model (its widths and stem, stride-2 downsampling, BN) at its batch size
+    "convnet": {"batch": int(_CNN["data"]["batch_size"]), "lr": 0.05,
+                "model": {"name": "convnet", "widths": CNN_WIDTHS, "stem_stride": CNN_STEM}},
 }
 MOMENTUM = 0.9
 
@@ -71,9 +74,9 @@ def torch_model(workload: str):
                              nn.ReLU())
     layers, cin = [], 1
     for i, width in enumerate(CNN_WIDTHS):  # every stage after the first halves the resolution
-        layers.append(conv_bn(cin, width, 1 if i == 0 else 2))
+        layers.append(conv_bn(cin, width, CNN_STEM if i == 0 else 2))
         cin = width
-    side = 28
+    side = (28 + CNN_STEM - 1) // CNN_STEM
     for _ in CNN_WIDTHS[1:]:
         side = (side + 1) // 2
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin * side * side, 10))
@@ -202,7 +205,7 @@ def run_keras(w, data, epochs, seed):
     else:
         layers = [keras.Input((28, 28, 1))]
         for i, width in enumerate(CNN_WIDTHS):
-            stride = 1 if i == 0 else 2
+            stride = CNN_STEM if i == 0 else 2
             layers += [keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False),
                        keras.layers.BatchNormalization(), keras.layers.ReLU()]
         model = keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(10)])
@@ -252,7 +255,9 @@ def run_trainlab(w, subset, epochs, seed, threads, overrides=(), run_dir=True):
         "model": w["model"], "loss": {"name": "cross_entropy"},
         "optim": {"name": "sgd", "lr": w["lr"], "momentum": MOMENTUM},
         "schedule": {"name": "constant"},
-        "train": {"epochs": epochs, "threads": threads},
+        # fp32 like every other loop (same work): `precision: auto` may pick bf16 on a CPU with AMX,
+        # which knobs.py measures on its own
+        "train": {"epochs": epochs, "threads": threads, "precision": "fp32"},
         "output": {"root": tempfile.mkdtemp(prefix="trainlab-bench-"), "plots": False, "tensorboard": False,
                    "report": False},
     }
