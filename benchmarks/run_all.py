@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one table, written to benchmarks/results.md.
 
-    python benchmarks/run_all.py                 # the full measurement (~25 min on 2 quiet cores)
+    python benchmarks/run_all.py                 # the full measurement (~40 min on 2 quiet cores)
     python benchmarks/run_all.py --quick         # a smoke run of everything (~3 min; figures meaningless)
     python benchmarks/run_all.py --skip-tta --reps 3 --loops trainlab hand
 
