@@ -84,8 +84,9 @@ class TrainConfig(Section):
     device: str = Field("auto", description="`auto` (cuda, then mps, then cpu), or a torch device string.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Autocast precision; `auto`: bf16 on CUDA GPUs that support it; on a CPU, bf16 when "
-                            "a training step is ≥ 1 GFLOP and the CPU's measured bf16 matmul peak is ≥ 2× its fp32 "
-                            "one (AMX), else fp32 (without AMX bf16 runs at half the fp32 rate). Evaluation is fp32.")
+                            "a training step is ≥ 1 GFLOP and the CPU's measured bf16 matmul peak is ≥ 1.5× its fp32 "
+                            "one (AMX), else fp32 (without AMX bf16 runs at half the fp32 rate). Evaluation on a CPU "
+                            "is fp32.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
     grad_clip_value: float | None = Field(None, gt=0, description="Clip each gradient element to ±this value.")
     accumulate: int = Field(1, ge=1, description="Accumulate gradients over this many batches per optimizer step.")
