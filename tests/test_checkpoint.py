@@ -176,16 +176,25 @@ def test_checkpoint_state_holds_no_pickle(tmp_path):
         "manifest.json", "model.safetensors", "state.json", "state.safetensors"]
 
 
-def test_background_writer_writes_the_state_at_the_call_in_order(tmp_path):
+def test_background_writer_writes_the_state_at_the_call_in_order(tmp_path, monkeypatch):
+    import threading
+
+    from trainlab.train import checkpoint
     from trainlab.train.checkpoint import CheckpointWriter
 
     model, opt = model_and_optimizer()
     root, writer = tmp_path / "checkpoints", CheckpointWriter()
     want = {k: v.clone() for k, v in model.state_dict().items()}
+    want_momentum = {i: s["exp_avg"].clone() for i, s in opt.state_dict()["state"].items()}
+    go, real = threading.Event(), checkpoint._write
+    monkeypatch.setattr(checkpoint, "_write", lambda path, data: go.wait(10) and real(path, data))
     writer.save(root / "last", model, state_of(1, opt), previous=root / "previous", best=root / "best")
-    with torch.no_grad():  # the next steps change the weights in place while the write may be in flight
+    with torch.no_grad():  # the next step changes weights and optimizer state in place: the write is held back
         for p in model.parameters():
             p.add_(1.0)
+        for s in opt.state.values():
+            s["exp_avg"].add_(1.0)
+    go.set()
     writer.save(root / "last", model, state_of(2, opt), previous=root / "previous")
     writer.close()
     assert sorted(p.name for p in root.iterdir()) == ["best", "last", "previous"]
@@ -194,6 +203,8 @@ def test_background_writer_writes_the_state_at_the_call_in_order(tmp_path):
     fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
     load_model_weights(fresh, root / "best" / "model.safetensors")
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in want.items())
+    saved = load_checkpoint_state(root / "best")["optimizer"]["state"]
+    assert all(torch.equal(saved[i]["exp_avg"], v) for i, v in want_momentum.items())
     # `best` shares the files of the `last` it was saved with (now `previous`): no second write
     assert (root / "best" / "model.safetensors").stat().st_ino == (root / "previous" / "model.safetensors").stat().st_ino
 

@@ -109,7 +109,8 @@ BF16_MIN_SPEEDUP = 1.5      # a CPU whose bf16 matmuls are not this much faster 
 def cpu_bf16_pays(step_flops: float) -> bool:
     """`train.precision: auto` on a CPU: bf16 autocast when the step is compute-bound and this CPU's
     measured bf16 matmul peak is at least 1.5× its fp32 one (AMX tiles: 2.2× in the 1024² probe here,
-    6.8× at 2048²; without them bf16 runs at about half the fp32 rate, see docs/performance.md). Both peaks are the cached probes."""
+    6.8× at 2048²; without them bf16 runs at about half the fp32 rate, see docs/performance.md).
+    Both peaks are the cached probes."""
     if step_flops < BF16_MIN_STEP_FLOPS:
         return False
     cpu = torch.device("cpu")

@@ -34,8 +34,8 @@ def convnet(info, widths: list[int] = [32, 64, 128], blocks: int = 1, dropout: f
     (a stride-2 first conv, or a 2×2 max-pool before the stage); then the head, dropout and a linear
     layer. `head: flatten` keeps the last feature map (0.923 vs 0.881 test accuracy on Fashion-MNIST
     after 5 epochs for the default body); `avgpool` is global average pooling. `stem_stride: 2`
-    gives the very first conv stride 2, so no layer runs at full resolution (about half the cost
-    per epoch on 28×28 images; see docs/performance.md)."""
+    gives the very first conv stride 2, so no layer runs at full resolution (measured costs in
+    docs/performance.md)."""
     cin = image_shape(info, "convnet")[0]
     layers: list[nn.Module] = []
     for i, w in enumerate(widths):

@@ -32,20 +32,26 @@ _SCALARS = (int, float, str, bool, type(None))
 
 
 # --- nested state <-> (tensors, JSON) --------------------------------------------------------
-def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> Any:
-    """Replace every tensor in a nested structure by {"__tensor__": key}; collect tensors."""
+def _host(t: torch.Tensor, copy: bool = False) -> torch.Tensor:
+    """`t` on the CPU and contiguous; with `copy`, never sharing memory with `t` (one copy either way)."""
+    return t.detach().to("cpu", copy=copy).contiguous()
+
+
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t", copy: bool = False) -> Any:
+    """Replace every tensor in a nested structure by {"__tensor__": key}; collect tensors (copies
+    with `copy`, so that later in-place updates cannot change them)."""
     if isinstance(obj, torch.Tensor):
         key = f"{prefix}"
-        tensors[key] = obj.detach().cpu().contiguous()
+        tensors[key] = _host(obj, copy)
         return {"__tensor__": key}
     if isinstance(obj, dict):
-        return {"__dict__": [[flatten_state(k, tensors, f"{prefix}.k{i}"), flatten_state(v, tensors, f"{prefix}.{i}")]
-                             for i, (k, v) in enumerate(obj.items())]}
+        return {"__dict__": [[flatten_state(k, tensors, f"{prefix}.k{i}", copy),
+                              flatten_state(v, tensors, f"{prefix}.{i}", copy)] for i, (k, v) in enumerate(obj.items())]}
     if isinstance(obj, (list, tuple)):
         if all(type(v) in _SCALARS for v in obj):  # e.g. the 625 ints of Python's RNG state: as they are
             items = list(obj)
         else:
-            items = [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+            items = [flatten_state(v, tensors, f"{prefix}.{i}", copy) for i, v in enumerate(obj)]
         return {"__tuple__": items} if isinstance(obj, tuple) else items
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
@@ -95,8 +101,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # --- model weights ---------------------------------------------------------------------------
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with shared (tied) tensors stored once and every tensor contiguous."""
+def model_tensors(model: torch.nn.Module, copy: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict with shared (tied) tensors stored once and every tensor contiguous (copies
+    with `copy`)."""
     seen: dict[tuple[int, int, tuple], str] = {}
     out = {}
     for k, v in model.state_dict().items():
@@ -104,7 +111,7 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if v.numel() and key in seen:
             continue  # tied weight: load_model_weights restores it through the module
         seen[key] = k
-        out[k] = v.detach().cpu().contiguous()
+        out[k] = _host(v, copy)
     return out
 
 
@@ -186,13 +193,9 @@ class Snapshot:
     steps cannot change them), the rest as JSON. Writing it can then happen on another thread."""
 
     def __init__(self, model: torch.nn.Module, state: dict[str, Any], copy: bool = True):
-        def own(t: torch.Tensor) -> torch.Tensor:  # .cpu() of a CPU tensor is the tensor itself
-            return t.clone() if copy and t.device.type == "cpu" else t
-
-        self.weights = {k: own(v) for k, v in model_tensors(model).items()}
-        tensors: dict[str, torch.Tensor] = {}
-        self.meta = json.dumps(flatten_state(state, tensors))
-        self.tensors = {k: own(v) for k, v in tensors.items()}
+        self.weights = model_tensors(model, copy)
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.meta = json.dumps(flatten_state(state, self.tensors, copy=copy))
 
 
 def _write(path: Path, data: bytes) -> str:
@@ -206,22 +209,26 @@ def _write(path: Path, data: bytes) -> str:
 
 def _replace(tmp: Path, folder: Path, previous: Path | None) -> None:
     """Rename the complete `tmp` into `folder`; the folder it replaces becomes `previous` (or goes)."""
-    # a crash between these renames leaves `folder` or `previous` complete, never a torn one
+    # only renames between the old state and the new: a crash at any point leaves `folder` or
+    # `previous` complete, never a torn one, and the folders are missing for microseconds at most
+    # (the one `previous` replaces is renamed aside and deleted after, not deleted in place)
     old = Path(previous) if previous is not None else folder.with_name(f".{folder.name}.old")
+    trash = old.with_name(f".{old.name}.trash-{os.getpid()}")
     if old.exists():
-        shutil.rmtree(old)
+        os.replace(old, trash)
     if folder.exists():
         os.replace(folder, old)
     os.replace(tmp, folder)
     _fsync(folder.parent)
+    shutil.rmtree(trash, ignore_errors=True)
     if previous is None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def _temp_folder(folder: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a process killed mid-write
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(".*.trash-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a process killed mid-write
     return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
 
 
@@ -279,8 +286,7 @@ class CheckpointWriter:
     back and when `fit` ends. A crash mid-write leaves the checkpoints as they were before it,
     exactly as a synchronous write would (temp folder, then rename)."""
 
-    def __init__(self, background: bool = True):
-        self.background = background
+    def __init__(self):
         self._pool: ThreadPoolExecutor | None = None  # started by the first save, stopped by close()
         self._pending: Future | None = None
 
@@ -288,11 +294,8 @@ class CheckpointWriter:
              best: Path | None = None) -> None:
         """Checkpoint into `folder` (rotating the one it replaces into `previous`); with `best`,
         that folder becomes the same checkpoint too (hard links)."""
-        snap = Snapshot(model, state, copy=self.background)
+        snap = Snapshot(model, state)
         self.wait()
-        if not self.background:
-            self._write(folder, snap, previous, best)
-            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="trainlab-checkpoint")
         self._pending = self._pool.submit(self._write, folder, snap, previous, best)
