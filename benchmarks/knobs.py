@@ -25,7 +25,9 @@ KNOBS = {
     "precision": ("mlp", 2, ["--set", "train.precision=auto"], ["--set", "train.precision=bf16"],
                   "train.precision: bf16 on CPU (auto keeps the MLP in fp32)"),
     "precision_convnet": ("convnet", 2, ["--set", "train.precision=auto"], [],
-                          "train.precision: fp32, convnet (auto: bf16 where the CPU's bf16 peak is ≥ 2× fp32)"),
+                          "train.precision: fp32, convnet (auto: bf16 where the CPU's bf16 peak is ≥ 1.5× fp32)"),
+    "lean_step": ("mlp", 2, [], ["--set", "train.lean_step=false"],
+                  "train.lean_step: false (torch.optim's `step()` and `zero_grad()`)"),
     "compile": ("mlp", 3, [], ["--set", "train.compile=true"], "train.compile: true"),
 }
 

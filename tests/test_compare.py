@@ -35,13 +35,13 @@ def first_epoch_batches(base: dict, optimizer: str, lr: float, seed: int) -> tup
     recipe = load_recipe(run_recipe(load_recipe(base).to_dict(), optimizer, lr, seed, 1, None, 1))
     trainer = Trainer(recipe, bundle=_bundle(recipe)[0], progress=False)
     start = [p.detach().clone() for p in trainer.model.parameters()]
-    seen, prepare = [], trainer.prepare_batch
+    seen, train_batch = [], trainer.train_batch
 
-    def record(xb, yb):
+    def record(xb, yb, *args, **kwargs):
         seen.append(hashlib.sha256(xb.numpy().tobytes() + yb.numpy().tobytes()).hexdigest())
-        return prepare(xb, yb)
+        return train_batch(xb, yb, *args, **kwargs)
 
-    trainer.prepare_batch = record
+    trainer.train_batch = record
     trainer.fit()
     return seen, start
 

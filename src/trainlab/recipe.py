@@ -97,6 +97,9 @@ class TrainConfig(Section):
                                 "20-65% faster on CPU; see docs/performance.md).")
     compile: bool = Field(False, description="torch.compile the model before training. Off by default: on CPU it "
                           "made 5 of 6 models slower and costs 5-20 s to compile; worth trying on CUDA.")
+    lean_step: bool = Field(True, description="Call PyTorch's fused SGD/Adam/AdamW kernel directly instead of "
+                            "`optimizer.step()`: the same update without its per-step Python wrapper (~20% of an "
+                            "MLP step on CPU); false: always `optimizer.step()` (see docs/performance.md).")
     pin_memory: bool = Field(True, description="On CUDA, with data kept on the CPU (`data.on_device: false`): copy "
                              "each batch through pinned memory so its host-to-device copy is asynchronous.")
     log_every: int = Field(50, ge=1, description="Steps between progress-bar loss updates (each is one device sync).")

@@ -43,13 +43,15 @@ class NonFiniteGuard:
         self._last_ok = True    # verdict of the last optimizer step
         self._what = "loss"
         self._flag: torch.Tensor | None = None  # deferred mode: any non-finite since the last poll
+        self.value = math.nan   # immediate mode: the last batch's loss as a float
 
     # --- in the hot loop -------------------------------------------------------------------------
     def watch(self, loss: torch.Tensor) -> bool:
         """Every batch: note whether the loss is finite; returns whether it may count in the epoch's sums."""
         if self.immediate:
             # a CPU read, not a device sync; .item() costs 0.5 µs where a tensor isfinite() costs 10
-            self.batch_ok = math.isfinite(loss.item())
+            self.value = loss.item()  # the trainer's CPU loss sum adds this float: no kernel of its own
+            self.batch_ok = math.isfinite(self.value)
             if not self.batch_ok:
                 self._step_ok, self._what = False, "loss"
         else:

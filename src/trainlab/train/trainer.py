@@ -21,6 +21,7 @@ from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_
                        resolve_precision, validation_metrics)
 from ..models import build_model
 from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
+from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
 from ..perf import cpu_bf16_pays, default_threads, mfu, peak_flops, precision_dtype, train_step_flops
 from ..recipe import Recipe
@@ -79,7 +80,12 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(recipe.loss, info)
+        self._amp, self._amp_for = None, None  # _autocast()'s context and the precision it is for
+        self._clips = cfg.grad_clip is not None or cfg.grad_clip_value is not None
+        # batches need a copy or a layout change: off the CPU (a copy to the device) or channels_last
+        self._prepares = self.channels_last or self.device.type != "cpu"
         self.optimizer = build_optimizer(recipe.optim, self.model)
+        self.lean = LeanStep(self.optimizer, cfg.lean_step)  # the fused kernel without step()'s wrapper
         self.loader = build_loader(self.bundle.train, recipe.data, recipe.seed, self.device)  # fast path or streaming
         self.augment = build_augment(recipe.data.augment, info, self.device, recipe.seed)  # training batches only
         self.epochs = cfg.epochs
@@ -189,11 +195,18 @@ class Trainer:
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen, t0, n_batches = 0, time.perf_counter(), len(self.loader)
         weights = self._batch_weights(n_batches)
-        loss_sum, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
+        loss_sum, loss_host, correct, seen, t0 = self._resume_sums(loss_sum, correct, seen, t0)  # mid-epoch resume
         running = RunningCorrect(correct)  # counts in batches of steps: see running.py
+        # On a CPU the guard reads every loss as a float anyway (nonfinite.py), so the loss sum is a
+        # Python float there: no kernel per step. Elsewhere it is a tensor on the device: no sync.
+        guard, on_host = self.guard, self.guard.immediate
+        prepare = self.prepare_batch if self._prepares else None
+        augment = self.augment if self.augment else None  # no augmentation: not even the call
         for i, (xb, yb) in enumerate(self.loader, start=self.loader.position):
-            xb, yb = self.prepare_batch(xb, yb)
-            xb, yb = self.augment(xb, yb)  # on the device, own generator; mixup/cutmix make soft targets
+            if prepare is not None:
+                xb, yb = prepare(xb, yb)
+            if augment is not None:
+                xb, yb = augment(xb, yb)  # on the device, own generator; mixup/cutmix make soft targets
             at_step = (i + 1) % cfg.accumulate == 0 or i + 1 == n_batches  # ends an accumulation group
             out, loss, ok = self.train_batch(xb, yb, weights[i], update=at_step)
             if at_step and self.steps_schedule:
@@ -201,7 +214,10 @@ class Trainer:
             # running sums stay on the device: no sync here; a non-finite batch stays out of them
             if ok:
                 n = len(yb)
-                loss_sum.add_(loss.detach(), alpha=n)  # one in-place op: each op costs ~5 µs on CPU
+                if on_host:
+                    loss_host += guard.value * n
+                else:
+                    loss_sum.add_(loss.detach(), alpha=n)  # one in-place op: each op costs ~5 µs on CPU
                 yh = yb.argmax(-1) if classify and yb.is_floating_point() else yb  # soft targets: their argmax
                 if classify and yh.ndim == out.ndim - 1:  # class indices; (B, T, C) outputs: one per token
                     running.add(out, yh)
@@ -215,9 +231,9 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_step(self, rec)
             if at_step:  # non-finite policy, step checkpoints, signals
-                self._after_step(i + 1 == n_batches, loss_sum, running, seen, t0)
+                self._after_step(i + 1 == n_batches, loss_sum, loss_host, running, seen, t0)
         elapsed = time.perf_counter() - t0
-        logs = {"train.loss": float(loss_sum) / max(seen, 1), "train.time": elapsed,
+        logs = {"train.loss": (float(loss_sum) + loss_host) / max(seen, 1), "train.time": elapsed,
                 "train.samples_per_s": seen / max(elapsed, 1e-9), "lr": self.lr_used}
         if classify:
             y = self.bundle.train.y  # targets per sample: 1, or T for per-token targets (B, T)
@@ -274,12 +290,18 @@ class Trainer:
         out, loss, _ = self._forward_backward(xb, yb, weight)
         ok = self.guard.watch(loss)  # non-finite guard; nonfinite.py says where it reads the flag
         if update:
-            norm = self._clip_grads()
+            norm = self._clip_grads() if self._clips else None
             self._optimizer_step(apply=self.guard.step_ok(norm))  # a non-finite step is not applied
         return out, loss, ok
 
+    def _autocast(self):
+        """The autocast context of `self.precision`, made once (a context per step costs ~3 µs on CPU)."""
+        if self._amp_for != self.precision:
+            self._amp, self._amp_for = autocast(self.device, self.precision), self.precision
+        return self._amp
+
     def _forward_backward(self, xb, yb, weight: float):
-        with autocast(self.device, self.precision):
+        with self._autocast():
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
         objective = loss * weight if weight != 1.0 else loss
@@ -299,9 +321,12 @@ class Trainer:
 
     def _optimizer_step(self, closure=None, apply: bool = True) -> None:
         self.lr_used = base_lr(self.optimizer)  # a Python float: no device sync
-        if apply:
+        if apply and not (closure is None and self.lean.step()):  # lean.py: same update, less Python
             self.optimizer.step(closure)
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.lean.active:
+            self.lean.zero_grad()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
 
     def _batch_weights(self, n_batches: int) -> list[float]:
@@ -399,11 +424,12 @@ class Trainer:
         """The epoch's running sums: fresh ones, or those saved by a mid-epoch checkpoint."""
         sums, self._epoch_sums = self._epoch_sums, None
         if sums is None:
-            return loss_sum, correct, seen, t0
-        return (sums["loss_sum"].to(self.device), sums["correct"].to(self.device), int(sums["seen"]),
-                t0 - float(sums["elapsed"]))
+            return loss_sum, 0.0, correct, seen, t0
+        return (sums["loss_sum"].to(self.device), float(sums.get("loss_host", 0.0)), sums["correct"].to(self.device),
+                int(sums["seen"]), t0 - float(sums["elapsed"]))
 
-    def _after_step(self, epoch_end: bool, loss_sum, running: RunningCorrect, seen: int, t0: float) -> None:
+    def _after_step(self, epoch_end: bool, loss_sum, loss_host: float, running: RunningCorrect, seen: int,
+                    t0: float) -> None:
         """At each optimizer-step boundary: non-finite policy, `checkpoint_every`, a pending signal."""
         cfg = self.recipe.train
         self.signals.step = self.step
@@ -415,7 +441,7 @@ class Trainer:
         # steps, so that a rollback goes back to before the trouble began
         due = every and self.step % every == 0 and not epoch_end and not self.guard.consecutive
         if self.signals.pending or due:
-            sums = {"loss_sum": loss_sum, "correct": running.flush(), "seen": seen,
+            sums = {"loss_sum": loss_sum, "loss_host": loss_host, "correct": running.flush(), "seen": seen,
                     "elapsed": time.perf_counter() - t0}
             saved = self._save(epoch_sums=sums)
             self.signals.raise_if_pending(self.step, saved)
