@@ -15,6 +15,9 @@ import torch
 from .bundle import Split
 
 
+SMALL_TARGETS = 64 << 20  # bytes: targets up to this size are put in the epoch's order once, not gathered per batch
+
+
 class TensorLoader:
     def __init__(self, split: Split, batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False):
@@ -38,10 +41,17 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = self.permutation(self.epoch).to(self.split.x.device)
         x, y, bs = self.split.x, self.split.y, self.batch_size
+        chunks = perm.split(bs)  # views, made once: no slicing per step
+        if y.numel() * y.element_size() <= SMALL_TARGETS:
+            y = y.index_select(0, perm)  # the epoch's targets in order once: each batch's are then a view
+            ys = y.split(bs)
+        else:
+            ys = None
         for b in range(self.position, len(self)):
-            idx = perm[b * bs:(b + 1) * bs]
+            idx = chunks[b]
             self.position = b + 1
-            yield x.index_select(0, idx), y.index_select(0, idx)  # ~2x faster than x[idx] on CPU
+            # index_select: ~2x faster than x[idx] on CPU
+            yield x.index_select(0, idx), (ys[b] if ys is not None else y.index_select(0, idx))
         self.epoch += 1
         self.position = 0
 
