@@ -54,11 +54,15 @@ class LeanStep:
         gather = self._sgd_calls if self.kind == "sgd" else self._adam_calls
         calls = []
         for group in opt.param_groups:  # gather every group first: a refusal must leave nothing applied
-            call = gather(group)
+            found = self._params_with_grads(group)
+            if found is None:
+                return False
+            if not found[0]:  # no gradients in this group: nothing to update
+                continue
+            call = gather(group, *found)
             if call is None:
                 return False
-            if call:
-                calls.append(call)
+            calls.append(call)
         grad_was = torch.is_grad_enabled()
         torch._C._set_grad_enabled(False)  # what step()'s no_grad does, without the context manager
         try:
@@ -75,7 +79,7 @@ class LeanStep:
             for p in group["params"]:
                 p.grad = None
 
-    # --- per group: (kernel, args, kwargs), () for a group with no gradients, None to refuse -------------
+    # --- per group: the parameters with gradients, then (kernel, args, kwargs), or None to refuse -------
     def _params_with_grads(self, group) -> tuple[list, list] | None:
         params, grads = [], []
         for p in group["params"]:
@@ -98,13 +102,7 @@ class LeanStep:
             self._uniform[id(group)] = known
         return known[1]
 
-    def _sgd_calls(self, group):
-        found = self._params_with_grads(group)
-        if found is None:
-            return None
-        params, grads = found
-        if not params:
-            return ()
+    def _sgd_calls(self, group, params: list, grads: list):
         momentum, bufs, state = group["momentum"], [], self.optimizer.state
         if momentum != 0:
             for p in params:
@@ -120,18 +118,12 @@ class LeanStep:
                 dict(weight_decay=group["weight_decay"], momentum=momentum, lr=lr, dampening=group["dampening"],
                      nesterov=group["nesterov"], maximize=group["maximize"], is_first_step=False))
 
-    def _adam_calls(self, group):
+    def _adam_calls(self, group, params: list, grads: list):
         if group["capturable"] or group["differentiable"]:
             return None
         lr, (beta1, beta2) = group["lr"], group["betas"]
         if any(isinstance(v, torch.Tensor) for v in (lr, beta1, beta2)):
             return None
-        found = self._params_with_grads(group)
-        if found is None:
-            return None
-        params, grads = found
-        if not params:
-            return ()
         amsgrad, state = group["amsgrad"], self.optimizer.state
         exp_avgs, exp_avg_sqs, max_sqs, steps = [], [], [], []
         for p in params:
