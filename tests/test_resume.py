@@ -125,6 +125,34 @@ def test_sigterm_inside_a_step_checkpoints_that_step(reference, tmp_path):
     assert_bitwise_equal(weights(run.path), weights(reference.path))
 
 
+def test_sigterm_whose_checkpoint_fails_to_write_says_so_and_resumes_from_the_one_before(reference, tmp_path,
+                                                                                          monkeypatch):
+    """The interrupt's checkpoint is written in the background: if that write fails (disk full), the
+    run must not claim it was written, and `last` stays the previous checkpoint, which resumes exactly."""
+    from trainlab.train import checkpoint
+
+    real = checkpoint.write_checkpoint
+
+    def sigterm(trainer):
+        os.kill(os.getpid(), signal.SIGTERM)
+        trainer.checkpoints.wait()  # the step-8 checkpoint is written; only the interrupt's write fails
+
+        def disk_full(folder, snap, previous=None):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(checkpoint, "write_checkpoint", disk_full)  # the interrupt's write fails
+
+    with pytest.raises(TrainingInterrupted) as e:
+        trainlab.train(recipe(tmp_path), run_dir=tmp_path / "r", progress=False, callbacks=[AtStep(10, sigterm)])
+    assert (e.value.step, e.value.checkpoint, e.value.exit_code) == (10, False, 143)
+    assert "could not be written" in str(e.value) and "No space left" in str(e.value)
+    env = json.loads((tmp_path / "r" / "env.json").read_text())
+    assert env["status"] == "interrupted" and "could not be written" in env["reason"]
+    monkeypatch.setattr(checkpoint, "write_checkpoint", real)
+    run = trainlab.resume(tmp_path / "r", progress=False)
+    assert json.loads((run.path / "env.json").read_text())["resumes"][0]["step"] == 8  # the step-4 multiple before
+    assert_bitwise_equal(weights(run.path), weights(reference.path))
+
+
 def test_second_signal_stops_at_once():
     signals = GracefulSignals()
     signals.install()

@@ -19,10 +19,16 @@ class TrainingInterrupted(BaseException):
     `exit_code` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
     """
 
-    def __init__(self, signum: int, step: int, checkpoint: bool):
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+    def __init__(self, signum: int, step: int, checkpoint: bool, failed: str | None = None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint and failed is None
         self.name = _NAMES.get(signum, f"signal {signum}")
-        saved = f"checkpoint written at step {step}" if checkpoint else "no checkpoint written (stopped at once)"
+        if failed is not None:  # the write was tried and failed: the checkpoints on disk are the earlier ones
+            saved = (f"the checkpoint at step {step} could not be written ({failed}); "
+                     "a resume starts from the last checkpoint written before it")
+        elif checkpoint:
+            saved = f"checkpoint written at step {step}"
+        else:
+            saved = "no checkpoint written (stopped at once)"
         super().__init__(f"interrupted by {self.name} at step {step}; {saved}")
 
     @property
@@ -61,7 +67,8 @@ class GracefulSignals:
     def pending(self) -> bool:
         return self.signum is not None
 
-    def raise_if_pending(self, step: int, saved: bool) -> None:
-        """Called right after a checkpoint was written at `step` (`saved` False: the trainer has no run dir)."""
+    def raise_if_pending(self, step: int, saved: bool, failed: str | None = None) -> None:
+        """Called right after a checkpoint was written at `step` (`saved` False: the trainer has no run dir;
+        `failed`: its write failed, and why)."""
         if self.signum is not None:
-            raise TrainingInterrupted(self.signum, step, checkpoint=saved)
+            raise TrainingInterrupted(self.signum, step, checkpoint=saved, failed=failed)

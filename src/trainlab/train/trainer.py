@@ -174,7 +174,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, logs)
                 self._checkpoint(logs)
-                self.signals.raise_if_pending(self.step, self.run_dir is not None)
+                self._interrupt_if_pending(self.run_dir is not None)
         except BaseException:
             self.checkpoints_on_disk(raise_errors=False)  # the error in flight is the one to report
             raise
@@ -444,7 +444,20 @@ class Trainer:
             sums = {"loss_sum": loss_sum, "loss_host": loss_host, "correct": running.flush(), "seen": seen,
                     "elapsed": time.perf_counter() - t0}
             saved = self._save(epoch_sums=sums)
-            self.signals.raise_if_pending(self.step, saved)
+            self._interrupt_if_pending(saved)
+
+    def _interrupt_if_pending(self, saved: bool) -> None:
+        """On a pending signal, raise TrainingInterrupted. It says the checkpoint just saved is written
+        only once the background write has finished, and says so otherwise."""
+        if not self.signals.pending:
+            return
+        failed = None
+        if saved:
+            try:
+                self.checkpoints.wait()
+            except Exception as e:  # `last` on disk is still the checkpoint before this one
+                failed = f"{type(e).__name__}: {e}"
+        self.signals.raise_if_pending(self.step, saved, failed)
 
     def _save(self, epoch_sums: dict[str, Any] | None = None, best: bool = False) -> bool:
         """Write checkpoints/last (the one it replaces becomes `previous`), and `best`; never non-finite weights."""
