@@ -7,7 +7,8 @@ model that is most of the step: on the 784-256-10 MLP at batch 64 on 2 CPU cores
 `zero_grad()` took ~200 µs of a ~750 µs training step, the fused kernel ~95 µs of it
 (docs/performance.md). `LeanStep` gathers the same lists from the optimizer's own parameter groups
 and state and calls the same kernel, so the update, the state and `state_dict()` are the
-optimizer's, bit for bit (tests/test_lean_step.py compares whole runs, resume included).
+optimizer's, bit for bit (tests/test_optim_lean.py: eight configurations with schedules, a reloaded
+state, and whole trainer runs with and without it).
 
 It steps in only where that is exactly what `step()` would do, and returns False otherwise so the
 caller uses `step()`:
