@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainlab.errors import RunDirError
-from trainlab.optim.lr_find import lr_find, lr_range_test, suggestions
+from trainlab.lr_find import lr_find, lr_range_test, suggestions
 from trainlab.recipe import load_recipe
 from trainlab.train import Trainer
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from trainlab import api
+from trainlab import api, build
 from trainlab.recipe import load_recipe
 from trainlab.track import plots
 from trainlab.track.report import write_report
@@ -65,11 +65,11 @@ def test_scheduled_lrs_replays_the_schedule_and_checks_it_against_the_log():
         opt.step(), sched.step()
         truth[step] = opt.param_groups[0]["lr"]
     logged = {s: used[s] for s in (5, 10, 15, 20)}
-    lrs = plots.scheduled_lrs(recipe, _records(logged, per_epoch=10, epochs=2))
+    lrs = build.scheduled_lrs(recipe, _records(logged, per_epoch=10, epochs=2))
     assert lrs is not None and len(lrs) == 21 and lrs[0] == (0, 0.1)
     assert [lr for _, lr in lrs[1:]] == pytest.approx([truth[s] for s in range(1, 21)])
     wrong = {**logged, 15: logged[15] * 2}  # a log the schedule cannot explain: no replayed line
-    assert plots.scheduled_lrs(recipe, _records(wrong, per_epoch=10, epochs=2)) is None
+    assert build.scheduled_lrs(recipe, _records(wrong, per_epoch=10, epochs=2)) is None
     fig = plots.lr_figure(_records(logged, 10, 2), lrs)
     assert plots.png_bytes(fig).startswith(PNG)
 

@@ -1,4 +1,5 @@
-"""The Python API: `train(recipe) -> Run` and `evaluate(run_dir) -> metrics`, used by the CLI too."""
+"""The Python API, used by the CLI too: `train(recipe) -> Run`, `resume(run_dir)`,
+`load_run(run_dir) -> LoadedRun` (a trained model without its data) and `evaluate(run_dir)`."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,9 +10,11 @@ from typing import Any
 
 import torch
 
-from .errors import RunDirError
+from .build import build_model_for, resolve_device, scheduled_lrs, set_threads
+from .data import DataBundle, DataInfo
+from .errors import DataError, RunDirError
 from .recipe import Recipe, load_recipe, read_yaml
-from .track.plots import lr_figure, plot_curves, save_png, scheduled_lrs
+from .track.plots import lr_figure, plot_curves, save_png
 from .track.rundir import RunDir, process_identity
 
 
@@ -132,34 +135,142 @@ def _mark(rd: RunDir, **fields: Any) -> None:
 def evaluate_trainer(trainer, split: str, checkpoint: str) -> dict[str, Any]:
     """The full metric set of the trainer's current weights on `split`, written to eval/<split>.json
     (with the raw outputs and plots; see track/evaluation.py). The end of training and `evaluate()`
-    both come through here, so they report the same numbers (and the checkpoint's own epoch)."""
+    both come through `write_evaluation`, so they report the same numbers (and the checkpoint's epoch)."""
     from .track.evaluation import write_evaluation
 
-    return write_evaluation(trainer, split, checkpoint, _checkpoint_epoch(trainer.run_dir, checkpoint))
+    return write_evaluation(trainer.run_dir, trainer.recipe, trainer.bundle, trainer.model, trainer.loss_fn,
+                            trainer.device, trainer.channels_last, split, checkpoint,
+                            _checkpoint_epoch(trainer.run_dir, checkpoint))
+
+
+@dataclass
+class LoadedRun:
+    """A trained model from its run directory, with everything needed to use it on new inputs."""
+
+    path: Path
+    recipe: Recipe
+    info: DataInfo               # task, input shape, classes, vocabulary size, columns, statistics
+    model: torch.nn.Module       # in eval mode, on `device`
+    device: torch.device
+    checkpoint: str              # best or last
+    epoch: int                   # the epoch the checkpoint was saved after (-1 if unknown)
+    channels_last: bool = False
+    preprocess: list = field(default_factory=list)  # data.preprocess as fitted on the training split
+    vocab: dict[str, Any] | None = None             # text runs: level, lowercase, tokens (data/vocab.json)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.info.class_names
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs as the data source gives them (images as floats in [0, 1] or uint8 pixels, table
+        rows as encoded features, texts as token ids) -> the model's inputs: the fitted
+        `data.preprocess` applied in order."""
+        if x.dtype == torch.uint8 and self.info.kind == "image":
+            x = x.float().div_(255.0)
+        elif self.info.kind != "tokens":
+            x = x.float()
+        for step in self.preprocess:
+            x = step(x)
+        return x
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int | None = None, prepared: bool = False) -> torch.Tensor:
+        """The model's outputs (logits, or regression values) for `x`, as float32 on the CPU;
+        `prepared`: `x` already went through `prepare` (e.g. a split of the run's own data)."""
+        from .data import Split
+        from .metrics import predict
+
+        x = x if prepared else self.prepare(x)
+        split = Split(x, torch.zeros(len(x)))
+        return predict(self.model, split, batch_size or self.recipe.data.eval_batch_size, self.device,
+                       self.channels_last, self.recipe.train.precision)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> LoadedRun:
+    """The trained model of a run directory, in eval mode, built from the directory alone (its
+    recipe, data/info.json, fitted preprocessing, vocabulary and checkpoint): the training data is
+    never read. `checkpoint`: best (falls back to last when the run kept no best) or last;
+    `device`: default the recipe's `train.device`. Raises RunDirError for a missing or damaged run."""
+    from .data import fitted_preprocess, load_preprocess_state
+    from .train.checkpoint import load_model_weights
+
+    rd = RunDir.open(run_dir)
+    which = _existing_checkpoint(rd, checkpoint)
+    recipe = _run_recipe(rd)
+    info, vocab = _run_info(rd)
+    dev = torch.device(device) if isinstance(device, torch.device) else resolve_device(
+        device or recipe.train.device)
+    model, channels_last = build_model_for(recipe, info, dev)
+    load_model_weights(model, rd.checkpoint(which) / "model.safetensors")
+    model.eval()
+    steps = fitted_preprocess(recipe.data.preprocess, load_preprocess_state(rd.path))
+    return LoadedRun(rd.path, recipe, info, model, dev, which, _checkpoint_epoch(rd, which), channels_last,
+                     steps, vocab)
+
+
+def _existing_checkpoint(rd: RunDir, checkpoint: str, fallback: bool = True) -> str:
+    """`checkpoint` if the run has it; with `fallback`, `last` for a run that kept no `best`."""
+    if checkpoint not in ("best", "last"):
+        raise RunDirError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
+    for which in (checkpoint, "last") if fallback and checkpoint == "best" else (checkpoint,):
+        if (rd.checkpoint(which) / "model.safetensors").is_file():
+            return which
+    have = sorted(p.name for p in (rd.path / "checkpoints").glob("*") if not p.name.startswith("."))
+    raise RunDirError(f"{rd.path}: no {checkpoint!r} checkpoint (have: {', '.join(have) or 'none'})")
+
+
+def _run_recipe(rd: RunDir) -> Recipe:
+    """The run's own recipe; a text run reads its data with the vocabulary it was trained with."""
+    raw = read_yaml(rd.recipe_path)
+    vocab = rd.path / "data" / "vocab.json"
+    if vocab.is_file():
+        raw.setdefault("data", {})["vocab"] = str(vocab)
+    return load_recipe(raw)
+
+
+def _run_info(rd: RunDir) -> tuple[DataInfo, dict[str, Any] | None]:
+    """data/info.json (runs before it: env.json's data section plus data/vocab.json) and the vocabulary."""
+    vocab = rd.read_json("data/vocab.json") if (rd.path / "data" / "vocab.json").is_file() else None
+    try:
+        if (rd.path / "data" / "info.json").is_file():
+            info = DataInfo.from_json(rd.read_json("data/info.json"))
+        else:
+            info = DataInfo.from_json(rd.read_json("env.json")["data"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunDirError(f"{rd.path}: cannot read what the data looked like (data/info.json, env.json): "
+                          f"{type(e).__name__}: {e}") from None
+    if vocab is not None and "vocab_size" not in info.extra:  # an older text run
+        info.extra.update(vocab_size=len(vocab["tokens"]), pad_index=0, unk_index=1, level=vocab.get("level"))
+    return info, vocab
 
 
 def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
-    """Rebuild the run's data and model from its recipe, load a checkpoint, and evaluate a split."""
-    from .train import Trainer
+    """Evaluate a run's checkpoint on a split of its data: the model from `load_run`, the data
+    rebuilt from the recipe with the run's own fitted preprocessing (never refitted)."""
+    from .build import seed_everything
+    from .data import build_data, load_preprocess_state
+    from .losses import build_loss
+    from .track.evaluation import write_evaluation
 
     rd = RunDir.open(run_dir)
-    if not (rd.checkpoint(checkpoint) / "model.safetensors").is_file():
-        have = sorted(p.name for p in (rd.path / "checkpoints").glob("*") if not p.name.startswith("."))
-        raise RunDirError(f"{rd.path}: no {checkpoint!r} checkpoint (have: {', '.join(have) or 'none'})")
-    raw = read_yaml(rd.recipe_path)
-    vocab = rd.path / "data" / "vocab.json"
-    if vocab.is_file():  # a text run: read the data with the vocabulary it was trained with
-        raw.setdefault("data", {})["vocab"] = str(vocab)
-    recipe = load_recipe(raw)
-    from .data import build_data, load_preprocess_state
+    _existing_checkpoint(rd, checkpoint, fallback=False)  # evaluating `best` of a run without one is an error
+    run = load_run(rd.path, checkpoint)
+    set_threads(run.recipe)
+    recipe = run.recipe
+    seed_everything(recipe.seed)
+    bundle = build_data(recipe.data, recipe.seed, load_preprocess_state(rd.path))
+    _check_same_data(rd, run.info, bundle)
+    return write_evaluation(rd, recipe, bundle, run.model, build_loss(recipe.loss, bundle.info), run.device,
+                            run.channels_last, split, checkpoint, run.epoch)
 
-    fitted = load_preprocess_state(rd.path)  # the run's own normalization statistics, not refitted ones
-    bundle = build_data(recipe.data, recipe.seed, fitted) if fitted else None
-    trainer = Trainer(recipe, run_dir=rd, progress=False, bundle=bundle)
-    trainer.load_weights(checkpoint)
-    epoch = _checkpoint_epoch(rd, checkpoint)
-    trainer.epoch = epoch
-    return evaluate_trainer(trainer, split, checkpoint)
+
+def _check_same_data(rd: RunDir, info: DataInfo, bundle: DataBundle) -> None:
+    now = bundle.info
+    for what, then, again in (("input shape", tuple(info.input_shape), tuple(now.input_shape)),
+                              ("task", info.task, now.task), ("classes", info.num_classes, now.num_classes)):
+        if then != again:
+            raise DataError(f"{rd.path}: the data no longer matches the run: {what} was {then}, is now {again}")
 
 
 def report(run_dir: str | Path, output: str | Path | None = None) -> Path:

@@ -115,7 +115,7 @@ def cmd_runs(args) -> int:
 
 @command
 def cmd_lr_find(args) -> int:
-    from .optim.lr_find import lr_find
+    from .lr_find import lr_find
 
     res, path = lr_find(args.recipe, args.set, args.run_dir)
     console.print(res.stopped)
@@ -158,10 +158,17 @@ def cmd_reference(args) -> int:
 def cmd_summary(args) -> int:
     import json
 
-    from .models.summary import human, human_bytes, summarize
-    from .recipe import load_recipe
+    from pathlib import Path
 
-    s = summarize(load_recipe(args.recipe, args.set), max_depth=args.depth)
+    from .recipe import load_recipe
+    from .summary import human, human_bytes, summarize
+
+    if Path(args.recipe).is_dir():  # a run directory: its trained model, without its data
+        if args.set:
+            raise TrainlabError("summary RUN_DIR shows the run as trained: give no --set with it")
+        s = summarize(run_dir=args.recipe, max_depth=args.depth)
+    else:
+        s = summarize(load_recipe(args.recipe, args.set), max_depth=args.depth)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -276,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe field, e.g. --set optim.name=sgd (repeatable)")
     f.add_argument("--run-dir", help="write lr_find.json and plots/ here instead of <output.root>/<name>-lr-find-<time>")
 
-    sm = sub.add_parser("summary", help="layer table, parameter counts, FLOPs and memory of a recipe's model")
-    sm.add_argument("recipe", help="recipe YAML file")
+    sm = sub.add_parser("summary", help="layer table, parameter counts, FLOPs and memory of a recipe's model "
+                                        "or a trained run's")
+    sm.add_argument("recipe", help="recipe YAML file, or a run directory (its model, without its data)")
     sm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     sm.add_argument("--depth", type=int, default=2, help="show modules nested up to this depth (default 2)")
     sm.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -18,11 +18,13 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 PROBE_SECONDS = 0.3  # matmul time per probe; the best of its repetitions is the peak
@@ -95,7 +97,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, refresh
         flops = measure_peak(device, dtype)
     cache[key] = {"flops": flops, "measured": dt.datetime.now().isoformat(timespec="seconds")}
     with contextlib.suppress(OSError):  # a read-only home costs a probe per run, nothing more
-        from .track.rundir import atomic_write
+        from .io import atomic_write
 
         atomic_write(path, json.dumps(cache, indent=2) + "\n")
     return flops
@@ -117,15 +119,27 @@ def cpu_bf16_pays(step_flops: float) -> bool:
     return peak_flops(cpu, torch.bfloat16) >= BF16_MIN_SPEEDUP * peak_flops(cpu, torch.float32)
 
 
+@contextlib.contextmanager
+def countable(model: nn.Module):
+    """Run every op where FlopCounterMode can see it: on CPU the fused flash-attention kernel and
+    oneDNN's recurrent layers have no FLOP formula, their reference implementations (plain
+    matmuls) do. Same arithmetic, only the kernel changes."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+        yield
+
+
 def train_step_flops(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -> int | None:
     """FLOPs of one training step's forward and backward on the batch (x, y), counted on a copy of
     the model (batch-norm statistics and every RNG stay untouched). None if a layer cannot be counted."""
-    from .models.summary import _countable
-
     try:
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             clone = copy.deepcopy(model).train()
-            with _countable(clone), FlopCounterMode(display=False) as fc:
+            with countable(clone), FlopCounterMode(display=False) as fc:
                 loss = loss_fn(clone(x), y)
                 loss.backward()
         return int(fc.get_total_flops())

@@ -74,7 +74,7 @@ def test_summary_parameter_counts_match_the_built_model(recipe):
     # in-process (the CLI path is covered above): one data load per recipe
     from trainlab.data import build_data
     from trainlab.models import build_model
-    from trainlab.models.summary import summarize
+    from trainlab.summary import summarize
     from trainlab.recipe import load_recipe
 
     r = load_recipe(ROOT / "recipes" / recipe)

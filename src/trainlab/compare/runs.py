@@ -132,7 +132,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"optimizer": spec["optimizer"], "lr": spec["lr"], "seed": recipe.seed,
                            "phase": spec["phase"]}
     if spec.get("lr_find"):
-        from ..optim.lr_find import lr_range_test
+        from ..lr_find import lr_range_test
 
         res = lr_range_test(trainer, **spec["lr_find"])
         # the minimum / 10 rule: on short, noisy sweeps the steepest-descent point often lands in the

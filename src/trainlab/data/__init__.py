@@ -35,8 +35,8 @@ SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word
 SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
 
 __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
-           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "load_preprocess_state",
-           "save_data_state"]
+           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "fitted_preprocess",
+           "load_preprocess_state", "save_data_state"]
 
 
 def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
@@ -79,10 +79,7 @@ def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Ten
     stats = {}
     steps = build_preprocess(cfg.preprocess)
     for i, step in enumerate(steps):
-        saved = {k.split(".", 1)[1]: v for k, v in (preprocess_state or {}).items() if k.startswith(f"{i}.")}
-        if saved:
-            step.load_state_dict({"method": step.method, **saved})
-        else:
+        if not restore_step(step, i, preprocess_state):
             step.fit(splits["train"].x)  # statistics from the training split only
         splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
         stats["normalize"] = step.stats()
@@ -111,6 +108,28 @@ def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Ten
     return bundle
 
 
+def restore_step(step, i: int, state: dict[str, torch.Tensor] | None) -> bool:
+    """Load step `i`'s fitted statistics from a run's saved preprocessing; False if it has none."""
+    saved = {k.split(".", 1)[1]: v for k, v in (state or {}).items() if k.startswith(f"{i}.")}
+    if saved:
+        step.load_state_dict({"method": step.method, **saved})
+    return bool(saved)
+
+
+def fitted_preprocess(items: list, state: dict[str, torch.Tensor] | None) -> list:
+    """`data.preprocess` as a run fitted it (from `load_preprocess_state`), without the data:
+    apply each step in order to inputs shaped like the model's. Raises DataError when the run
+    saved no statistics for a step that needs them."""
+    steps = build_preprocess(items)
+    for i, step in enumerate(steps):
+        if not restore_step(step, i, state):
+            from ..errors import DataError
+
+            raise DataError(f"data.preprocess.{i}: the run directory holds no fitted statistics for it "
+                            "(data/preprocess.safetensors)")
+    return steps
+
+
 def load_preprocess_state(run_dir) -> dict[str, torch.Tensor] | None:
     """The fitted preprocessing a run saved (None for runs without any)."""
     from pathlib import Path
@@ -134,9 +153,10 @@ def save_data_state(rd, bundle: DataBundle) -> None:
     rebuilds exactly the same data. Tensors go to safetensors: nothing here is ever unpickled."""
     from safetensors.torch import save
 
-    from ..track.rundir import atomic_write
+    from ..io import atomic_write
 
     rd.write_json("data/split_sizes.json", bundle.info.sizes)
+    rd.write_json("data/info.json", bundle.info.to_json())  # what load_run needs to rebuild the model
     idx = {k: v.contiguous() for k, v in bundle.split_indices.items()}
     atomic_write(rd.path / "data" / "split_indices.safetensors", save(idx))
     rd.write_json("data/preprocess.json", {"steps": bundle.info.stats, "notes": bundle.info.notes})

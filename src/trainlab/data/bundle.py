@@ -65,6 +65,38 @@ class DataInfo:
             "notes": self.notes,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything a model needs to be built and used without the data (data/info.json in a run):
+        `to_dict()` plus `extra` (vocabulary size and tokenizer settings, feature columns and their
+        categories), less the vocabulary's tokens, which data/vocab.json holds."""
+        extra = {k: v for k, v in self.extra.items() if k != "vocab"}
+        return {**self.to_dict(), "extra": extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DataInfo:
+        """The inverse of `to_json` (and of `to_dict`, whose `extra` is empty)."""
+        return cls(task=d["task"], input_shape=tuple(d["input_shape"]), num_classes=d.get("num_classes"),
+                   output_dim=int(d["output_dim"]), kind=d["kind"], class_names=d.get("class_names"),
+                   class_counts=dict(d.get("class_counts") or {}), sizes=dict(d.get("sizes") or {}),
+                   stats=dict(d.get("stats") or {}), extra=dict(d.get("extra") or {}),
+                   notes=list(d.get("notes") or []))
+
+    def example_batch(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` made-up inputs and targets of the right shapes and kinds (token ids below the
+        vocabulary size, class indices below the number of classes): enough to run the model
+        without its data, e.g. to count its FLOPs."""
+        g = torch.Generator().manual_seed(seed)
+        if self.kind == "tokens":
+            x = torch.randint(0, int(self.extra.get("vocab_size") or 2), (n, *self.input_shape), generator=g)
+        else:
+            x = torch.randn(n, *self.input_shape, generator=g)
+        if self.task == "classification":
+            shape = (n, *self.input_shape) if self.extra.get("sequence_targets") else (n,)
+            y = torch.randint(0, int(self.num_classes or 2), shape, generator=g)
+        else:
+            y = torch.randn(n, self.output_dim, generator=g)
+        return x, y
+
 
 @dataclass
 class DataBundle:

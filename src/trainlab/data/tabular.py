@@ -151,10 +151,25 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
             src.notes.append(f"imputed {imputed} missing cells with the {strategy} of the training split "
                              f"({cats}data.missing: {missing})")
         src.extra["encoded_features"] = [str(n) for n in ct.get_feature_names_out()]
+        src.extra["columns"] = _fitted_columns(ct, numeric, categorical)
         return out
 
     src.fit = fit
     return src
+
+
+def _fitted_columns(ct, numeric: list, categorical: list) -> dict:
+    """What the fitted encoder learned, as JSON for data/info.json: each numeric column's
+    imputation value, each categorical column's categories (in one-hot order) and fill value."""
+    out: dict = {"numeric": {}, "categorical": {}}
+    if numeric:
+        out["numeric"] = {str(c): float(v) for c, v in zip(numeric, ct.named_transformers_["num"].statistics_)}
+    if categorical:
+        pipe = ct.named_transformers_["cat"]
+        imputer, encoder = pipe[0], pipe[-1]
+        out["categorical"] = {str(c): {"categories": [str(v) for v in cats], "fill": str(fill)}
+                              for c, cats, fill in zip(categorical, encoder.categories_, imputer.statistics_)}
+    return out
 
 
 def csv(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",

@@ -25,16 +25,16 @@ def outputs_name(split: str) -> str:
     return f"eval/{split}_outputs.safetensors"
 
 
-def write_evaluation(trainer, split: str, checkpoint: str, epoch: int) -> dict[str, Any]:
-    """Evaluate the trainer's current weights (from `checkpoint`, saved after `epoch`) on `split`;
-    write the files above; return the metrics."""
+def write_evaluation(rd: RunDir | None, recipe, bundle, model, loss_fn, device, channels_last: bool, split: str,
+                     checkpoint: str, epoch: int) -> dict[str, Any]:
+    """Evaluate `model` (the weights of `checkpoint`, saved after `epoch`) on `split` of `bundle`;
+    write the files above into `rd` (None: write nothing); return the metrics."""
     t0 = time.perf_counter()
-    recipe, info, rd = trainer.recipe, trainer.bundle.info, trainer.run_dir
-    s = trainer.bundle.split(split)
-    outputs = predict(trainer.model, s, recipe.data.eval_batch_size, trainer.device, trainer.channels_last,
-                      recipe.train.precision)
+    info = bundle.info
+    s = bundle.split(split)
+    outputs = predict(model, s, recipe.data.eval_batch_size, device, channels_last, recipe.train.precision)
     targets = s.y.cpu()
-    full = evaluate_outputs(outputs, targets, trainer.task, trainer.loss_fn.cpu(), info.num_classes,
+    full = evaluate_outputs(outputs, targets, info.task, loss_fn.cpu(), info.num_classes,
                             info.class_names)
     metrics = {"split": split, "checkpoint": checkpoint, "epoch": epoch, **full,
                "seconds": round(time.perf_counter() - t0, 3)}

@@ -74,41 +74,6 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str = "") -> P
     return save_png(curves_figure(records, title), path)
 
 
-def scheduled_lrs(recipe, records: list[dict[str, Any]]) -> list[tuple[int, float]] | None:
-    """The learning rate after every optimizer step, replayed from the recipe's schedule on a
-    one-layer stand-in model (a schedule is a function of the step), up to the last logged step.
-    None when it cannot be replayed (e.g. a schedule driven by metrics) or disagrees with the LR
-    the run logged; the plot then shows the logged points only."""
-    import warnings
-
-    import torch
-
-    from ..optim import build_optimizer, build_schedule
-
-    train = _epoch_records(records, "train")
-    if not train or not train[0].get("epoch"):
-        return None
-    per_epoch = train[0]["step"] // train[0]["epoch"]
-    try:
-        model = torch.nn.Linear(1, 1)
-        opt = build_optimizer(recipe.optim, model)
-        sched = build_schedule(recipe.schedule, opt, per_epoch * recipe.train.epochs)
-        lrs = [(0, float(opt.param_groups[0]["lr"]))]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for step in range(1, train[-1]["step"] + 1):
-                opt.step()  # no gradients: changes nothing, but keeps the scheduler's order check quiet
-                sched.step()
-                lrs.append((step, float(opt.param_groups[0]["lr"])))
-    except Exception:  # best effort: any schedule trainlab cannot replay falls back to the logged points
-        return None
-    logged = {r["step"]: r["lr"] for r in records if r.get("split") == "train" and "lr" in r}
-    # the run logs the LR its step s used: the LR after s - 1 scheduler steps
-    if any(abs(lrs[s - 1][1] - lr) > 1e-6 * max(abs(lr), 1e-12) for s, lr in logged.items() if 0 < s <= len(lrs)):
-        return None
-    return lrs
-
-
 def lr_figure(records: list[dict[str, Any]], scheduled: list[tuple[int, float]] | None = None):
     """The learning rate over optimizer steps: the schedule replayed step by step (when given) and the
     values the run logged (every `train.log_every` steps and at each epoch end, dashed lines)."""

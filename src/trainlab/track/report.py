@@ -12,7 +12,7 @@ from typing import Any
 
 from .evaluation import read_outputs
 from .plots import (curves_figure, eval_figures, eval_plot_name, lr_figure, main_metric, png_bytes,
-                    prediction_figure, scheduled_lrs)
+                    prediction_figure)
 from .rundir import RunDir, atomic_write
 from .runs import load_run
 
@@ -178,6 +178,7 @@ def _figures_section(rd: RunDir, run, evals: dict[str, dict]) -> str:
 
 def _scheduled(rd: RunDir, records: list[dict]) -> list[tuple[int, float]] | None:
     from ..errors import TrainlabError
+    from ..build import scheduled_lrs  # TODO(issue 16 merge): the caller passes the schedule in
     from ..recipe import load_recipe
 
     try:

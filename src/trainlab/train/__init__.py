@@ -1,4 +1,5 @@
 """Training: the Trainer loop, callbacks and checkpoints."""
-from .trainer import Trainer, resolve_device
+from ..build import resolve_device
+from .trainer import Trainer
 
 __all__ = ["Trainer", "resolve_device"]

@@ -1,4 +1,4 @@
-"""The Trainer: build everything from a recipe, run epochs of steps, validate, checkpoint.
+"""The Trainer: runs epochs of steps over the components build.py made, validates, checkpoints.
 
 The hot loop (`_train_epoch`) fits on one screen. It keeps running sums on the device and
 syncs only every `train.log_every` steps (for the progress bar) and at the end of an epoch.
@@ -6,24 +6,20 @@ syncs only every `train.log_every` steps (for the progress bar) and at the end o
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..data import DataBundle, build_augment, build_data, build_loader
-from ..losses import build_loss
-from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
-                       resolve_precision, validation_metrics)
-from ..models import build_model
-from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
+from ..build import Parts, build_parts, set_threads
+from ..data import DataBundle
+from ..metrics import autocast, compute_metrics, higher_is_better, predict, resolve_precision, validation_metrics
+from ..optim import set_train_mode
 from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
-from ..perf import cpu_bf16_pays, default_threads, mfu, peak_flops, precision_dtype, train_step_flops
+from ..perf import cpu_bf16_pays, mfu, peak_flops, precision_dtype, train_step_flops
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -35,72 +31,35 @@ from .running import RunningCorrect
 from .signals import GracefulSignals
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto`: cuda, then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        from ..errors import RecipeError
-
-        raise RecipeError(f"train.device: {name!r} is not a device (auto, cpu, cuda, cuda:1, mps)") from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 class Trainer:
     """Trains the recipe's model. `fit()` returns the final metrics; everything lands in `run_dir`."""
 
     def __init__(self, recipe: Recipe, run_dir: RunDir | None = None, callbacks: list[Callback] | None = None,
-                 bundle: DataBundle | None = None, progress: bool = True):
+                 bundle: DataBundle | None = None, progress: bool = True, parts: Parts | None = None):
+        """`parts`: the components to train (build.py); without them they are built from the recipe
+        (over `bundle` when given, else over the recipe's data)."""
         self.recipe = recipe
         self.run_dir = run_dir
         cfg = recipe.train
-        torch.set_num_threads(cfg.threads or default_threads())  # reported in env.json and the summary
+        set_threads(recipe)  # reported in env.json and the summary
         self.determinism = set_determinism(cfg.deterministic)
-        self.device = resolve_device(cfg.device)
-        seed_everything(recipe.seed)
-        self.bundle = bundle if bundle is not None else build_data(recipe.data, recipe.seed)
-        info = self.bundle.info
-        self.task = info.task
-        check_metric_names(recipe.train.metrics, self.task, info.num_classes)
-        seed_everything(recipe.seed)  # model init does not depend on how much data loading drew
-        self.model = build_model(recipe.model, info).to(self.device)
-        self.channels_last = cfg.channels_last and len(info.input_shape) == 3 and any(
-            isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = build_loss(recipe.loss, info)
+        if parts is None:
+            parts = build_parts(recipe, bundle)
+        self.parts = parts
+        self.device, self.bundle, self.model = parts.device, parts.bundle, parts.model
+        self.task = self.bundle.info.task
+        self.channels_last = parts.channels_last
+        self.loss_fn, self.optimizer, self.loader, self.augment = (parts.loss_fn, parts.optimizer, parts.loader,
+                                                                   parts.augment)
+        self.schedule, self.steps_per_epoch, self.steps_schedule = (parts.schedule, parts.steps_per_epoch,
+                                                                    parts.steps_schedule)
+        self.closure_step, self.l1_params = parts.closure_step, parts.l1_params
         self._amp, self._amp_for = None, None  # _autocast()'s context and the precision it is for
         self._clips = cfg.grad_clip is not None or cfg.grad_clip_value is not None
         # batches need a copy or a layout change: off the CPU (a copy to the device) or channels_last
         self._prepares = self.channels_last or self.device.type != "cpu"
-        self.optimizer = build_optimizer(recipe.optim, self.model)
         self.lean = LeanStep(self.optimizer, cfg.lean_step)  # the fused kernel without step()'s wrapper
-        self.loader = build_loader(self.bundle.train, recipe.data, recipe.seed, self.device)  # fast path or streaming
-        self.augment = build_augment(recipe.data.augment, info, self.device, recipe.seed)  # training batches only
         self.epochs = cfg.epochs
-        self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
-        self.schedule = build_schedule(recipe.schedule, self.optimizer, self.steps_per_epoch * self.epochs,
-                                       self.steps_per_epoch)
-        # a constant LR without warm-up has nothing to step: skip the scheduler's ~15 µs per step
-        self.steps_schedule = not (SCHEDULES.get(recipe.schedule.name).name == "constant"
-                                   and not recipe.schedule.warmup)
-        self.closure_step = needs_closure(self.optimizer)
-        if self.closure_step and cfg.accumulate > 1:
-            from ..errors import RecipeError
-
-            raise RecipeError(f"train.accumulate: {recipe.optim.name} re-evaluates each batch in a closure; "
-                              "use accumulate: 1 and a larger data.batch_size")
         es = recipe.early_stopping
         self.monitor = cfg.monitor if cfg.monitor != "auto" else (es.monitor if es is not None else (
             ("val.accuracy" if self.task == "classification" else "val.loss") if self.bundle.val is not None
@@ -126,10 +85,6 @@ class Trainer:
         self.should_stop = False
         self.stop_reason = ""
         self.history: list[dict[str, Any]] = []
-        self.l1_params = [p for g in self.optimizer.param_groups if g.get("weight_decay", 0) > 0 or
-                          recipe.optim.decay_bias_and_norm for p in g["params"]] if recipe.optim.l1 > 0 else []
-        if recipe.optim.l1 > 0 and not self.l1_params:  # decay policy excluded all: penalize every weight
-            self.l1_params = [p for p in self.model.parameters() if p.ndim > 1]
         # reliability (see recovery.py): non-finite guard, signals, mid-epoch resume, events to re-log
         self.guard = NonFiniteGuard(cfg.on_nonfinite, cfg.nonfinite_skips, cfg.nonfinite_rollbacks,
                                     immediate=self.device.type == "cpu")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RecipeError, RunDirError
+from .errors import RecipeError, RunDirError
 
 
 @dataclass
@@ -37,7 +37,7 @@ class LRFindResult:
 
 
 def _snapshot(trainer) -> dict[str, Any]:
-    from ..train.checkpoint import rng_state
+    from .train.checkpoint import rng_state
 
     return copy.deepcopy({
         "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
@@ -47,7 +47,7 @@ def _snapshot(trainer) -> dict[str, Any]:
 
 
 def _restore(trainer, saved: dict[str, Any]) -> None:
-    from ..train.checkpoint import set_rng_state
+    from .train.checkpoint import set_rng_state
 
     trainer.model.load_state_dict(saved["model"])
     trainer.optimizer.load_state_dict(saved["optimizer"])
@@ -87,7 +87,7 @@ def lr_range_test(trainer, start_lr: float = 1e-7, end_lr: float = 10.0, steps: 
     """
     if not 0 < start_lr < end_lr:
         raise RecipeError(f"lr-find: need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    from . import set_train_mode
+    from .optim import set_train_mode
 
     saved = _snapshot(trainer)
     lrs: list[float] = []
@@ -152,9 +152,9 @@ def lr_find(recipe, overrides: list[str] | None = None, run_dir: str | Path | No
             **options: Any) -> tuple[LRFindResult, Path]:
     """Run the LR range test on a recipe; write lr_find.json and plots/lr_find.png into `run_dir`
     (default: a new `<output.root>/<name>-lr-find-<time>`). Returns (result, folder)."""
-    from ..recipe import load_recipe
-    from ..track.rundir import RunDir, atomic_write
-    from ..train import Trainer
+    from .recipe import load_recipe
+    from .track.rundir import RunDir, atomic_write
+    from .train import Trainer
 
     recipe = load_recipe(recipe, overrides)
     trainer = Trainer(recipe, progress=False)  # bad input fails here, before anything is written

@@ -1,4 +1,4 @@
-"""`trainlab summary`: what a recipe's model is and what it costs, measured on a real batch.
+"""`trainlab summary`: what a recipe's (or a trained run's) model is and what it costs, measured on a batch.
 
 Layer output shapes come from forward hooks; parameter counts from the module itself; FLOPs from
 torch.utils.flop_counter.FlopCounterMode (a multiply-add is 2 FLOPs; matmuls, convolutions and
@@ -7,16 +7,15 @@ a copy of the model; activations from the tensors autograd saves for the backwar
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import warnings
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
+
+from .perf import countable
 
 SAMPLE = 8  # samples measured; FLOPs per sample = count / SAMPLE (every counted op is linear in the batch)
 
@@ -31,20 +30,6 @@ def _shape(out: Any) -> list[int] | str:
     return type(out).__name__
 
 
-@contextlib.contextmanager
-def _countable(model: nn.Module):
-    """Run every op where FlopCounterMode can see it: on CPU the fused flash-attention kernel and
-    oneDNN's recurrent layers have no FLOP formula, their reference implementations (plain
-    matmuls) do. Same arithmetic, only the kernel changes."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-        if any(isinstance(m, nn.RNNBase) for m in model.modules()):
-            stack.enter_context(warnings.catch_warnings())
-            warnings.simplefilter("ignore")
-            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-        yield
-
-
 def _layer_rows(model: nn.Module, x: torch.Tensor, max_depth: int) -> tuple[list[dict[str, Any]], int]:
     """One row per module down to `max_depth`, with its output shape and forward FLOPs per sample."""
     shapes: dict[str, Any] = {}
@@ -53,7 +38,7 @@ def _layer_rows(model: nn.Module, x: torch.Tensor, max_depth: int) -> tuple[list
              for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad(), _countable(model), FlopCounterMode(display=False, depth=None) as fc:
+        with torch.no_grad(), countable(model), FlopCounterMode(display=False, depth=None) as fc:
             model(x)
     finally:
         for h in hooks:
@@ -81,13 +66,13 @@ def _layer_rows(model: nn.Module, x: torch.Tensor, max_depth: int) -> tuple[list
     return rows, fc.get_total_flops() // len(x)
 
 
-def _train_step(trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int]:
+def _train_step(recipe, model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int]:
     """FLOPs of one forward + backward on `x`, the optimizer's state bytes after a real step, and
     the bytes autograd saved for backward (parameters excluded), all on a copy of the model."""
-    from ..optim import build_optimizer
+    from .optim import build_optimizer
 
-    model = copy.deepcopy(trainer.model).train()
-    optimizer = build_optimizer(trainer.recipe.optim, model)
+    model = copy.deepcopy(model).train()
+    optimizer = build_optimizer(recipe.optim, model)
     params = {p.data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -96,9 +81,9 @@ def _train_step(trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, in
             saved[t.data_ptr()] = t.numel() * t.element_size()
         return t
 
-    with _countable(model), FlopCounterMode(display=False) as fc:
+    with countable(model), FlopCounterMode(display=False) as fc:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = trainer.loss_fn(model(x), y)
+            loss = loss_fn(model(x), y)
         loss.backward()
     if callable(getattr(optimizer, "train", None)):  # schedule-free optimizers step only in train mode
         optimizer.train()
@@ -108,21 +93,35 @@ def _train_step(trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, in
     return fc.get_total_flops(), state, sum(saved.values())
 
 
-def summarize(recipe, max_depth: int = 2, bundle=None) -> dict[str, Any]:
-    """Everything `trainlab summary` shows, as plain data (`bundle`: data already built from the
-    recipe). Raises TrainlabError on a bad recipe."""
-    from ..train import Trainer
+def summarize(recipe=None, max_depth: int = 2, bundle=None, run_dir=None) -> dict[str, Any]:
+    """Everything `trainlab summary` shows, as plain data, for a recipe (`bundle`: its data, already
+    built) or for a trained run directory (`run_dir`: its model from `load_run`, measured on a
+    made-up batch of the right shape: the data is not read). Raises TrainlabError on bad input."""
+    from .build import build_model_for, seed_everything
+    from .data import build_data
+    from .losses import build_loss
 
-    recipe = recipe.model_copy(deep=True)
-    recipe.train.device = "cpu"  # counting needs no accelerator and must not depend on one
-    trainer = Trainer(recipe, bundle=bundle, progress=False)
-    model, info, train = trainer.model, trainer.bundle.info, trainer.bundle.train
-    n = min(SAMPLE, len(train))
-    x, y = train.x[:n], train.y[:n]
-    if trainer.channels_last:
+    cpu = torch.device("cpu")  # counting needs no accelerator and must not depend on one
+    if run_dir is not None:
+        from .api import load_run
+
+        run = load_run(run_dir, "last", device=cpu)
+        recipe, info, model, channels_last = run.recipe, run.info, run.model, run.channels_last
+        x, y = info.example_batch(SAMPLE)
+    else:
+        recipe = recipe.model_copy(deep=True)
+        recipe.train.device = "cpu"
+        seed_everything(recipe.seed)
+        bundle = bundle if bundle is not None else build_data(recipe.data, recipe.seed)
+        info = bundle.info
+        model, channels_last = build_model_for(recipe, info, cpu)
+        n = min(SAMPLE, len(bundle.train))
+        x, y = bundle.train.x[:n], bundle.train.y[:n]
+    n = len(x)
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     rows, fwd = _layer_rows(model, x, max_depth)
-    step_flops, opt_bytes, act_bytes = _train_step(trainer, x, y)
+    step_flops, opt_bytes, act_bytes = _train_step(recipe, model, build_loss(recipe.loss, info), x, y)
     params = list(model.parameters())  # shared (tied) parameters appear once
     trainable = [p for p in params if p.requires_grad]
     batch = recipe.data.batch_size
