@@ -38,6 +38,7 @@ run: venv data
 	$(VENV)/bin/trainlab train $(RECIPE)
 
 test: venv data browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # `make bench BENCH_ARGS=--quick` for a smoke run; see docs/performance.md

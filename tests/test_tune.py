@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from trainlab.api import train
 from trainlab.recipe import load_recipe
 from trainlab.tune import tune
-from trainlab.tune.space import parse_space
+from trainlab.recipe import parse_space
 from trainlab.tune.worker import ObjectiveError, TuneSettings, run_trial
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")

@@ -4,7 +4,7 @@ import pytest
 
 from trainlab.errors import RecipeError
 from trainlab.recipe import load_recipe
-from trainlab.tune.space import parse_space
+from trainlab.recipe import parse_space
 
 BASE = {
     "name": "t", "seed": 0,

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from trainlab.tune.space import parse_space
+from trainlab.recipe import parse_space
 from trainlab.tune.study import (
     SAMPLERS,
     TuneError,

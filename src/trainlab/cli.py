@@ -218,7 +218,7 @@ def cmd_tune(args) -> int:
 def cmd_data(args) -> int:
     from pathlib import Path
 
-    from .data.inspect import describe, print_summary, write_augment_png
+    from .describe import describe, print_summary, write_augment_png
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)

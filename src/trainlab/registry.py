@@ -98,8 +98,6 @@ class Registry:
         try:
             validated = model.model_validate(options)
         except pydantic.ValidationError as e:
-            from .recipe import format_validation_error
-
             accepted = ", ".join(sorted(self.option_names(entry.name))) or "none"
             raise RecipeError(format_validation_error(e, prefix=where, accepted=accepted,
                                                       what=f"{self.kind} {entry.name!r}")) from None
@@ -123,3 +121,37 @@ def _recipe_key(p: inspect.Parameter) -> str:
         if getattr(meta, "alias", None):
             return meta.alias
     return p.name
+
+
+_TYPE_WORDS = {
+    "float": "a number", "int": "an integer", "bool": "true or false", "string": "a string",
+    "list": "a list", "dict": "a mapping", "literal": "one of",
+}
+
+
+def format_validation_error(e: pydantic.ValidationError, prefix: str = "", accepted: str = "",
+                            what: str = "") -> str:
+    """One line naming the recipe path of the first problem (and how many more there are)."""
+    errs = e.errors()
+    first = errs[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-", "union["))]
+    # pydantic adds the union member type to loc (e.g. 'int', 'float'); drop those
+    loc = [p for p in loc if p not in ("int", "float", "str", "bool", "dict[str,any]", "none")]
+    path = ".".join([prefix] + loc if prefix else loc) or "recipe"
+    kind = first["type"]
+    got = first.get("input")
+    if kind == "extra_forbidden":
+        msg = f"unknown key{' for ' + what if what else ''}"
+        if accepted:
+            msg += f"; accepted: {accepted}"
+    elif kind == "missing":
+        msg = "required key is missing"
+    elif kind.endswith(("_parsing", "_type")):
+        word = next((w for k, w in _TYPE_WORDS.items() if kind.startswith(k)), None)
+        msg = f"expected {word}, got {got!r}" if word else f"{first['msg'].lower()}, got {got!r}"
+    elif kind == "literal_error":
+        msg = f"{first['msg'].lower()}, got {got!r}"
+    else:
+        msg = f"{first['msg'][0].lower()}{first['msg'][1:]}, got {got!r}"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{path}: {msg}{more}"

@@ -1,7 +1,7 @@
 """Data: sources (registry), splits, preprocessing, augmentation and the training loaders."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -12,9 +12,6 @@ from .bundle import DataBundle, DataInfo, SourceData, Split
 from .loader import StreamingLoader, TensorLoader, build_loader, eval_batches
 from .preprocess import build_preprocess
 from .splits import split_indices, subset_indices
-
-if TYPE_CHECKING:
-    from ..recipe import DataConfig
 
 SOURCES = Registry("data source", "sources", context=("seed",))
 SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 grayscale clothing, 10 classes (IDX files)",
@@ -39,8 +36,9 @@ __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceDa
            "load_preprocess_state", "save_data_state"]
 
 
-def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
+def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
     """Load the source, carve val (and test if the source has none), fit preprocessing on train.
+    `cfg` is the recipe's data section (`trainlab.recipe.DataConfig`).
 
     `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`): apply
     these fitted statistics instead of fitting again, so evaluating a run repeats its transform."""

@@ -1,23 +1,21 @@
 """What the trainer does when something goes wrong: a non-finite step, a rollback, a resume.
 
 All three are the trainer's `state_dict()` / `load_state_dict()` applied to a checkpoint folder
-chosen by `newest_checkpoint` (the newest complete one; damaged ones are skipped).
+chosen by `newest_checkpoint` (the newest complete one; damaged ones are skipped). Each function
+takes the Trainer (trainer.py) that calls it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import RunDirError
 from .checkpoint import newest_checkpoint
 from .nonfinite import NonFiniteError, Rollback, scale_lr
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
 LR_FACTOR = 0.5  # each rollback halves the learning rate
 
 
-def handle_nonfinite(trainer: Trainer, action: str, what: str) -> None:
+def handle_nonfinite(trainer, action: str, what: str) -> None:
     """Log and show a non-finite event, then act: skip (already done), rollback (raises Rollback), stop."""
     g = trainer.guard
     text = {"skip": f"step skipped ({g.consecutive} in a row, at most {g.max_skips})",
@@ -36,7 +34,7 @@ def handle_nonfinite(trainer: Trainer, action: str, what: str) -> None:
                              "or train.grad_clip")
 
 
-def _last_good(trainer: Trainer) -> str:
+def _last_good(trainer) -> str:
     if trainer.run_dir is None:
         return ""
     trainer.checkpoints_on_disk(raise_errors=False)
@@ -44,7 +42,7 @@ def _last_good(trainer: Trainer) -> str:
     return f"; the last good checkpoint is {folder}" if folder is not None else ""
 
 
-def rollback(trainer: Trainer) -> None:
+def rollback(trainer) -> None:
     """Go back to the newest complete checkpoint, lower the LR, and raise Rollback to restart the loop there."""
     folder = None
     if trainer.run_dir is not None:
@@ -72,7 +70,7 @@ def rollback(trainer: Trainer) -> None:
     raise Rollback
 
 
-def resume_latest(trainer: Trainer) -> dict[str, Any]:
+def resume_latest(trainer) -> dict[str, Any]:
     """Restore the trainer from its run directory's newest complete checkpoint; returns what was used.
 
     Damaged or incomplete checkpoints are skipped with a warning. With no checkpoint at all (the

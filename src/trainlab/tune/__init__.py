@@ -8,7 +8,7 @@ report.py  table of trials, best_recipe.yaml, trials.csv, plots and the study's 
 """
 from __future__ import annotations
 
-from .space import Param, SearchSpace, parse_space
+from ..recipe import Param, SearchSpace, parse_space
 
 __all__ = ["Param", "SearchSpace", "parse_space", "show", "tune"]
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import RecipeError
 from ..recipe import apply_overrides, parse_recipe, read_yaml
 from ..track.rundir import atomic_write
-from .space import parse_space
+from ..recipe import parse_space
 from .study import (
     PRUNERS,
     SAMPLERS,

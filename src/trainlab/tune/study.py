@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import TrainlabError
-from .space import SearchSpace
+from ..recipe import SearchSpace
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "asha", "hyperband", "none")

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from ..errors import TrainlabError
 from ..train.callbacks import Callback
-from .space import SearchSpace, parse_space, set_path
+from ..recipe import SearchSpace, parse_space, set_path
 from .study import (
     claim_lock,
     fail_stale,

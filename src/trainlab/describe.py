@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-from . import build_augment, build_data
-from .bundle import DataBundle
-from .loader import split_megabytes
+from .data import DataBundle, build_augment, build_data
+from .data.loader import split_megabytes
 
 
 def describe(recipe) -> tuple[DataBundle, dict[str, Any]]:
@@ -70,7 +69,7 @@ def print_summary(console, s: dict[str, Any]) -> None:
 def augment_figure(bundle: DataBundle, recipe, n: int = 8, rows: int = 3):
     """Top row: n training images as loaded; below: `rows` augmented draws of the same images,
     shown with the fitted normalization undone."""
-    from ..track.plots import plt  # pyplot with the headless backend selected
+    from .track.plots import plt  # pyplot with the headless backend selected
 
     x, y = bundle.train.x[:n], bundle.train.y[:n]
     aug = build_augment(recipe.data.augment, bundle.info, "cpu", recipe.seed)
@@ -98,7 +97,7 @@ def augment_figure(bundle: DataBundle, recipe, n: int = 8, rows: int = 3):
 
 def write_augment_png(bundle: DataBundle, recipe, out: Path) -> Path | None:
     """plots/augment.png under `out`, or None when the data are not images or nothing augments them."""
-    from ..track.plots import save_png
+    from .track.plots import save_png
 
     if not recipe.data.augment or len(bundle.info.input_shape) != 3 or bundle.info.kind != "image":
         return None

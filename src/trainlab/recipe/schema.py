@@ -4,19 +4,16 @@ This schema is the single source of truth for every option: its default, type an
 description under each field. `trainlab recipe-doc` and the README's recipe reference are
 generated from it. Component sections (data source, model, loss, optimizer, schedule) also
 accept the keyword options of the chosen registry entry; those are checked against the
-entry's factory signature by `Recipe.check()`.
+entry's factory signature by `check_recipe()` (recipe/load.py).
 """
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import RecipeError
 
 
 class Section(BaseModel):
@@ -111,7 +108,7 @@ class TrainConfig(Section):
     @pydantic.field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
-        from .metrics import metric_task
+        from ..metrics import metric_task
 
         for name in names:
             if metric_task(name) is None:
@@ -163,38 +160,6 @@ class Recipe(Section):
         description="Search space for `trainlab tune`: recipe path -> distribution, e.g. "
                     "`{optim.lr: {loguniform: [1.0e-4, 1.0e-1]}}` (see docs/tuning.md).")
 
-    def check(self) -> "Recipe":
-        """Validate every component's options against its registry entry. Raises RecipeError."""
-        from .data import SOURCES
-        from .losses import LOSSES
-        from .models import MODELS
-        from .optim import OPTIMIZERS, SCHEDULES
-
-        for where, reg, section in (("data", SOURCES, self.data), ("model", MODELS, self.model),
-                                    ("optim", OPTIMIZERS, self.optim), ("schedule", SCHEDULES, self.schedule)):
-            name = section.source if where == "data" else section.name
-            entry = reg.get(name, f"{where}.{'source' if where == 'data' else 'name'}")
-            try:
-                reg.validate(entry.name, section.options(), where)
-            except RecipeError as e:
-                # name the section's own keys too among the accepted ones
-                own = [k for k in type(section).model_fields if k not in ("name", "source")]
-                msg = str(e)
-                if "accepted:" in msg and own:
-                    msg = msg.replace("accepted: ", "accepted: " + ", ".join(own) + ", ", 1)
-                raise RecipeError(msg) from None
-        from .data.augment import parse_augment
-
-        parse_augment(self.data.augment)  # names and options of data.augment
-        if self.loss.name != "auto":
-            entry = LOSSES.get(self.loss.name, "loss.name")
-            LOSSES.validate(entry.name, self.loss.options(), "loss")
-        if self.search is not None:
-            from .tune.space import parse_space  # paths, distributions and every value they reach
-
-            parse_space(self.search, self.to_dict())
-        return self
-
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -202,109 +167,3 @@ class Recipe(Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_TYPE_WORDS = {
-    "float": "a number", "int": "an integer", "bool": "true or false", "string": "a string",
-    "list": "a list", "dict": "a mapping", "literal": "one of",
-}
-
-
-def format_validation_error(e: pydantic.ValidationError, prefix: str = "", accepted: str = "",
-                            what: str = "") -> str:
-    """One line naming the recipe path of the first problem (and how many more there are)."""
-    errs = e.errors()
-    first = errs[0]
-    loc = [str(p) for p in first["loc"] if not str(p).startswith(("function-", "union["))]
-    # pydantic adds the union member type to loc (e.g. 'int', 'float'); drop those
-    loc = [p for p in loc if p not in ("int", "float", "str", "bool", "dict[str,any]", "none")]
-    path = ".".join([prefix] + loc if prefix else loc) or "recipe"
-    kind = first["type"]
-    got = first.get("input")
-    if kind == "extra_forbidden":
-        msg = f"unknown key{' for ' + what if what else ''}"
-        if accepted:
-            msg += f"; accepted: {accepted}"
-    elif kind == "missing":
-        msg = "required key is missing"
-    elif kind.endswith(("_parsing", "_type")):
-        word = next((w for k, w in _TYPE_WORDS.items() if kind.startswith(k)), None)
-        msg = f"expected {word}, got {got!r}" if word else f"{first['msg'].lower()}, got {got!r}"
-    elif kind == "literal_error":
-        msg = f"{first['msg'].lower()}, got {got!r}"
-    else:
-        msg = f"{first['msg'][0].lower()}{first['msg'][1:]}, got {got!r}"
-    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{path}: {msg}{more}"
-
-
-def _set_path(d: dict, path: str, value: Any) -> None:
-    keys = path.split(".")
-    node = d
-    for k in keys[:-1]:
-        if not isinstance(node.get(k), dict):
-            node[k] = {}
-        node = node[k]
-    node[keys[-1]] = value
-
-
-def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
-    """Apply `a.b=c` overrides; values are parsed as YAML (so the schema types them)."""
-    raw = copy.deepcopy(raw)
-    for item in overrides or []:
-        if "=" not in item:
-            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        key, text = item.split("=", 1)
-        key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise RecipeError(f"--set {item!r}: empty key")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        _set_path(raw, key, value)
-    return raw
-
-
-def read_yaml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise RecipeError(f"{p}: recipe file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise RecipeError(f"{p}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{p}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-    return raw
-
-
-def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
-    try:
-        recipe = Recipe.model_validate(raw)
-    except pydantic.ValidationError as e:
-        accepted = ""
-        if e.errors()[0]["type"] == "extra_forbidden":
-            loc = e.errors()[0]["loc"]
-            model: type[BaseModel] = Recipe
-            for part in loc[:-1]:
-                field = model.model_fields.get(str(part))
-                ann = getattr(field, "annotation", None)
-                model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)
-                              and issubclass(a, BaseModel)), model)
-            accepted = ", ".join(model.model_fields)
-        raise RecipeError(format_validation_error(e, accepted=accepted)) from None
-    return recipe.check()
-
-
-def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe. Raises RecipeError with the path of the bad key."""
-    if isinstance(source, Recipe):
-        raw = source.to_dict()
-    elif isinstance(source, dict):
-        raw = source
-    else:
-        raw = read_yaml(source)
-    return parse_recipe(apply_overrides(raw, overrides))

@@ -13,26 +13,32 @@ search:
 
 Every key must be a path of the recipe schema (a section field, or an option of some registry
 entry of that section); every value the distribution can produce must make a valid recipe
-(checked by building the recipe at the ends of each range and at every choice).
+(checked by building the recipe at the ends of each range and at every choice: `parse_space` in
+recipe/load.py, which parses recipes).
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import inspect
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
+from ..data import SOURCES
 from ..errors import RecipeError
+from ..losses import LOSSES
+from ..models import MODELS
+from ..optim import OPTIMIZERS, SCHEDULES
+from .schema import Component, Recipe
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 MODIFIERS = ("step", "log", "when")
 _MISSING = object()
 # recipe sections whose extra keys are options of a registry entry, and the key naming the entry
-_COMPONENT_KEY = {"data": "source", "model": "name", "loss": "name", "optim": "name", "schedule": "name"}
+COMPONENT_KEY = {"data": "source", "model": "name", "loss": "name", "optim": "name", "schedule": "name"}
 
 
 @dataclass(frozen=True)
@@ -188,8 +194,8 @@ def recipe_value(base: dict, path: str) -> Any:
     """The value at `path` in the recipe, or the registry entry's default for an option it omits."""
     v = get_path(base, path)
     parts = path.split(".")
-    if v is _MISSING and len(parts) == 2 and parts[0] in _COMPONENT_KEY:
-        name = get_path(base, f"{parts[0]}.{_COMPONENT_KEY[parts[0]]}")
+    if v is _MISSING and len(parts) == 2 and parts[0] in COMPONENT_KEY:
+        name = get_path(base, f"{parts[0]}.{COMPONENT_KEY[parts[0]]}")
         reg = _registry(parts[0])
         if isinstance(name, str) and name in reg:
             opt = reg.options(name).get(parts[1])
@@ -203,8 +209,6 @@ def _lookup(values: dict, base: dict, path: str) -> Any:
 
 
 def _section_model(annotation):
-    from pydantic import BaseModel
-
     for a in getattr(annotation, "__args__", (annotation,)):
         if isinstance(a, type) and issubclass(a, BaseModel):
             return a
@@ -212,11 +216,6 @@ def _section_model(annotation):
 
 
 def _registry(section: str):
-    from ..data import SOURCES
-    from ..losses import LOSSES
-    from ..models import MODELS
-    from ..optim import OPTIMIZERS, SCHEDULES
-
     return {"data": SOURCES, "model": MODELS, "loss": LOSSES, "optim": OPTIMIZERS, "schedule": SCHEDULES}[section]
 
 
@@ -224,8 +223,6 @@ def check_path(path: str, label: str | None = None) -> None:
     """Raise RecipeError unless `path` names a field of the recipe schema or a registry option.
 
     `label` is how the error names the place (default `search.<path>`)."""
-    from ..recipe import Component, Recipe
-
     label = label or f"search.{path}"
 
     def fail(known: list[str], prefix: str, bad: str):
@@ -338,7 +335,7 @@ def _parse_when(when: Any, path: str, at: str, where: str) -> dict[str, tuple]:
     return out
 
 
-def _order(params: dict[str, Param], where: str) -> list[Param]:
+def order_params(params: dict[str, Param], where: str) -> list[Param]:
     """Parameters after those their `when` names (declaration order otherwise)."""
     done: list[Param] = []
     visiting: set[str] = set()
@@ -358,58 +355,3 @@ def _order(params: dict[str, Param], where: str) -> list[Param]:
     for p in params.values():
         visit(p)
     return done
-
-
-def parse_space(raw: Any, base: dict | None = None, where: str = "search", probe: bool = True) -> SearchSpace:
-    """Parse and validate a search space. `base` is the recipe (as a dict) the values go into.
-
-    With `probe`, every end of a range and every choice is set into the base recipe (under each
-    optimizer/model/... name it may meet) and validated by the recipe schema. Raises RecipeError.
-    """
-    if not isinstance(raw, dict) or not raw:
-        raise RecipeError(f"{where}: expected a mapping of recipe paths to distributions, got {raw!r}")
-    params: dict[str, Param] = {}
-    for path, spec in raw.items():
-        path = str(path)
-        check_path(path, f"{where}.{path}")
-        params[path] = parse_param(path, spec, where)
-    space = SearchSpace(_order(params, where))
-    if probe and base is not None:
-        for p in space.params:
-            _probe(space, p, base, where)
-    return space
-
-
-def _contexts(space: SearchSpace, p: Param) -> list[dict[str, Any]]:
-    """The settings a value of `p` must be valid under: its conditions, and every searched entry
-    name of its section (an option of sgd must not be set while adamw is sampled)."""
-    options = {k: list(v) for k, v in p.when.items()}
-    section = p.path.split(".")[0]
-    if section in _COMPONENT_KEY:
-        key = f"{section}.{_COMPONENT_KEY[section]}"
-        namer = space.get(key)
-        if key != p.path and key not in options and namer is not None and namer.kind == "choice":
-            options[key] = list(namer.choices)
-    keys = list(options)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(options[k] for k in keys))]
-
-
-def _probe(space: SearchSpace, p: Param, base: dict, where: str) -> None:
-    from ..recipe import parse_recipe
-
-    for ctx in _contexts(space, p):
-        for v in p.probe_values():
-            raw = copy.deepcopy(base)
-            raw.pop("search", None)
-            for k, cv in ctx.items():
-                set_path(raw, k, cv)
-            set_path(raw, p.path, v)
-            try:
-                parse_recipe(raw)
-            except RecipeError as e:
-                with_ctx = f" with {', '.join(f'{k}={cv}' for k, cv in ctx.items())}" if ctx else ""
-                hint = ""
-                if "unknown key" in str(e) and not p.when and ctx:
-                    k0 = next(iter(ctx))
-                    hint = f" (add `when: {{{k0}: ...}}` to search only where it applies)"
-                raise RecipeError(f"{where}.{p.path}: value {v!r}{with_ctx} makes an invalid recipe: {e}{hint}") from None
