@@ -5,7 +5,8 @@ from .track.rundir import RunDir
 from .train import Trainer
 
 # imported last: `trainlab.train` must be the function, not the subpackage of the same name
-from .api import Run, evaluate, resume, train  # noqa: E402
+from .api import LoadedRun, Run, evaluate, load_run, resume, train  # noqa: E402
 
-__all__ = ["Recipe", "Run", "RunDir", "Trainer", "TrainlabError", "evaluate", "load_recipe", "resume", "train"]
+__all__ = ["LoadedRun", "Recipe", "Run", "RunDir", "Trainer", "TrainlabError", "evaluate", "load_recipe", "load_run",
+           "resume", "train"]
 __version__ = "0.1.0"
