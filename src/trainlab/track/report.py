@@ -38,7 +38,7 @@ def build_report(rd: RunDir) -> str:
     return render("run_report.html", name=run.recipe.get("name", rd.path.name), **_header(run),
                   monitor=monitor, best=best, metrics=_metrics(evals), per_class=_per_class(evals),
                   **_figures(rd, run, evals), **_timings(run, evals), recipe_text=rd.recipe_path.read_text(),
-                  environment=[(k, v) for k, v in run.env.items() if k != "data"])
+                  env_rows=[(k, v) for k, v in run.env.items() if k != "data"])
 
 
 def run_json(rd: RunDir, rel: str) -> dict[str, Any] | None:
