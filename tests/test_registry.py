@@ -44,9 +44,9 @@ def test_duplicate_and_uppercase_names_refused():
 
 
 def test_builtin_registries_have_descriptions():
-    from trainlab.cli import _registries
+    from trainlab.catalog import registries
 
-    for kind, reg in _registries().items():
+    for kind, reg in registries().items():
         assert reg.names(), kind
         for e in reg.entries():
             assert e.description and e.name == e.name.lower()

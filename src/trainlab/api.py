@@ -107,7 +107,7 @@ def _fit_and_finish(trainer, rd: RunDir) -> Run:
     if recipe.output.report:
         from .track.report import write_report
 
-        write_report(rd.path)
+        write_report(rd.path, schedule=lambda records: scheduled_lrs(recipe, records))
     return Run(rd, metrics, trainer.history, trainer.stop_reason)
 
 
@@ -283,7 +283,16 @@ def report(run_dir: str | Path, output: str | Path | None = None) -> Path:
         which = next((c for c in ("best", "last") if (rd.checkpoint(c) / "model.safetensors").is_file()), None)
         if which is not None:
             evaluate(rd.path, "test", which)
-    return write_report(rd.path, output)
+    return write_report(rd.path, output, schedule=lambda records: _replayed_lrs(rd, records))
+
+
+def _replayed_lrs(rd: RunDir, records: list[dict[str, Any]]) -> list[tuple[int, float]] | None:
+    from .errors import TrainlabError
+
+    try:
+        return scheduled_lrs(load_recipe(rd.recipe_path), records)
+    except TrainlabError:  # a recipe this version cannot read: the plot shows the logged LR only
+        return None
 
 
 def _checkpoint_epoch(rd: RunDir, which: str) -> int:

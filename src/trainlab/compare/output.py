@@ -5,7 +5,6 @@ It is built in a hidden sibling folder and renamed into place, so it appears com
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from typing import Any
 
 from ..recipe import Recipe
 from ..track.plots import png_bytes
-from ..track.report import CSS, _e, _img, _table
+from ..track.html import figure, render
 from ..track.rundir import atomic_write
 from .plots import convergence_figure, lr_sensitivity_figure
 from .table import markdown_table, table_cells
@@ -74,22 +73,12 @@ def draw_plots(data: dict[str, Any]) -> dict[str, bytes]:
 
 
 def build_report(data: dict[str, Any], folder: Path) -> str:
-    """A self-contained page (the run report's CSS and image helpers): protocol, table, plots."""
+    """A self-contained page (templates/compare_report.html): protocol, table, plots."""
     s = data["settings"]
     head, cells = table_cells(data["table"], s["metric"], str_target(s["target"]))
-    figs = [_img((folder / "plots" / name).read_bytes(), caption, wide=True)
+    figs = [figure((folder / "plots" / name).read_bytes(), caption, wide=True)
             for name, caption in PLOTS.items() if (folder / "plots" / name).is_file()]
-    chosen = [[name, lr] for name, lr in data["chosen_lr"].items()]
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             f"<title>{_e(data['recipe'])} · optimizer comparison</title><style>{CSS}</style></head><body>",
-             f"<h1>{_e(data['recipe'])}: optimizer comparison</h1>",
-             (f"<p class='sub'>{_e(', '.join(s['optimizers']))} · {len(s['seeds'])} seed(s) · "
-             f"{s['budget_epochs']} epochs · {_e(data['created'])}</p>"),
-             "<h2>Optimizer comparison</h2>", "<h3>Protocol</h3>",
-             "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in data["protocol"]) + "</ul>",
-             "<h3>Results</h3>", _table(head, cells),
-             "<h3>Chosen learning rates</h3>", _table(["optimizer", "lr"], chosen),
-             "<h3>Plots</h3>", f"<div class='grid'>{''.join(figs)}</div>",
-             f"<p class='sub'>written by trainlab {dt.datetime.now().isoformat(timespec='seconds')}</p>",
-             "</body></html>"]
-    return "\n".join(parts)
+    return render("compare_report.html", recipe=data["recipe"], optimizers=s["optimizers"], seeds=len(s["seeds"]),
+                  budget_epochs=s["budget_epochs"], created=data["created"], protocol=data["protocol"],
+                  results={"header": head, "rows": cells}, chosen_lr=[[n, lr] for n, lr in data["chosen_lr"].items()],
+                  figures=figs)

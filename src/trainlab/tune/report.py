@@ -1,10 +1,9 @@
-"""What a study leaves in its folder: best_recipe.yaml, trials.csv, plots/*.png, report.html,
-and the rich table of trials printed by `trainlab tune` and `trainlab tune --show`."""
+"""What a study leaves in its folder: best_recipe.yaml, trials.csv, plots/*.png, report.html (the
+template tune_report.html, rendered by track/html.py), and the rich table of trials printed by
+`trainlab tune` and `trainlab tune --show`."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import io
 import json
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
+from ..track.html import figure, render
 from ..track.rundir import atomic_write
 from .study import direction_of, progress, retried_numbers
 
@@ -155,20 +155,12 @@ def write_report(study: optuna.Study, path: Path, objective: str, plots: dict[st
                  skipped: dict[str, str], space: dict, best_yaml: Path | None) -> None:
     """A self-contained study page: summary, plots (embedded PNG), trials, search space, best recipe."""
     s = summary(study)
-    e = html.escape
     trials = study.get_trials(deepcopy=False)
     names = sorted({k for t in trials for k in t.params})
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in (
-            str(t.number), t.state.name.lower(),
-            _fmt(t.value if t.state == TrialState.COMPLETE else None), _fmt(t.user_attrs.get("epochs")),
-            _fmt(t.user_attrs.get("seconds")), *(_fmt(t.params.get(n)) for n in names), note(t, trials))) + "</tr>"
-        for t in trials)
-    head = "".join(f"<th>{e(c)}</th>" for c in ("#", "state", objective, "epochs", "seconds", *names, "note"))
-    figs = "".join(
-        f"<figure><img alt='{e(stem)}' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
-        f"<figcaption>{e(PLOTS[stem][0])}</figcaption></figure>" for stem, p in plots.items())
-    figs += "".join(f"<p class=muted>{e(PLOTS[k][0])}: not drawn ({e(v)})</p>" for k, v in skipped.items())
+    rows = [[str(t.number), t.state.name.lower(), _fmt(t.value if t.state == TrialState.COMPLETE else None),
+             _fmt(t.user_attrs.get("epochs")), _fmt(t.user_attrs.get("seconds")),
+             *(_fmt(t.params.get(n)) for n in names), note(t, trials)] for t in trials]
+    figures = [figure(p.read_bytes(), PLOTS[stem][0], alt=stem) for stem, p in plots.items()]
     best = s["best"]
     states = ", ".join(f"{n} {k}" for k, n in s["states"].items())
     lines = [f"{s['finished']} finished trials ({states}), {objective} to {s['direction']}."]
@@ -177,18 +169,11 @@ def write_report(study: optuna.Study, path: Path, objective: str, plots: dict[st
     if s["baseline"] and best:
         lines.append(f"The recipe as written (trial {s['baseline']['number']}): {s['baseline']['value']:.4f}.")
     recipe_text = best_yaml.read_text() if best_yaml and best_yaml.is_file() else "(no complete trial yet)"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>study {e(s['study'])}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}
-figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}
-.muted{{color:#777}}</style></head><body>
-<h1>Study {e(s['study'])}</h1><p>{'<br>'.join(e(x) for x in lines)}</p>
-<h2>Plots</h2>{figs}
-<h2>Trials</h2><table><tr>{head}</tr>{rows}</table>
-<h2>Search space</h2><pre>{e(yaml.safe_dump(space, sort_keys=False))}</pre>
-<h2>Best recipe</h2><pre>{e(recipe_text)}</pre>
-<p class=muted>Written by trainlab tune on {dt.datetime.now():%Y-%m-%d %H:%M}.</p></body></html>
-"""
+    page = render("tune_report.html", study=s["study"], lines=lines, figures=figures,
+                  skipped=[(PLOTS[k][0], why) for k, why in skipped.items()],
+                  trials={"header": ["#", "state", objective, "epochs", "seconds", *names, "note"], "rows": rows},
+                  space=yaml.safe_dump(space, sort_keys=False), best_recipe=recipe_text,
+                  written=f"{dt.datetime.now():%Y-%m-%d %H:%M}")
     atomic_write(path, page)
 
 

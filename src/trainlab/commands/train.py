@@ -1,0 +1,48 @@
+"""`trainlab train`: train a recipe (or resume a run) and print its test metrics."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import TrainlabError
+from ._console import console
+
+NAME = "train"
+HELP = "train a recipe; writes a run directory"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", nargs="?", help="recipe YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set optim.lr=0.01 (repeatable)")
+    p.add_argument("--run-dir", help="write the run here instead of <output.root>/<name>-<time>")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted or crashed run from its newest complete checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import resume, train
+
+    if args.resume:
+        if args.recipe or args.set or args.run_dir:
+            raise TrainlabError("train --resume RUN_DIR continues a run with its own recipe: "
+                                "give no recipe, --set or --run-dir with it")
+        result = resume(args.resume)
+    elif args.recipe:
+        result = train(args.recipe, args.set, args.run_dir)
+    else:
+        raise TrainlabError("train: give a recipe file, or --resume RUN_DIR")
+    m = result.metrics
+    from ..metrics import HEADLINE
+
+    shown = ", ".join(f"{k} {m[k]:.4f}" for k in HEADLINE if isinstance(m.get(k), float))
+    if result.stop_reason:
+        console.print(result.stop_reason)
+    console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")
+    from ..perf import summary_line  # model FLOP utilization and the thread count (issue 9)
+
+    env = result.dir.read_json("env.json")
+    mfu_line = summary_line(result.history, env.get("threads"), env.get("precision"))
+    if mfu_line:
+        console.print(mfu_line, highlight=False)
+    console.print(f"run directory: {result.path}")
+    return 0
