@@ -6,6 +6,8 @@ registry added here shows up in both with no other edit. Each kind names its mod
 """
 from __future__ import annotations
 
+import importlib
+
 from .registry import Registry
 
 # kind -> (module, attribute), in the order `trainlab list` and the reference show them
@@ -25,13 +27,5 @@ def kinds() -> list[str]:
 
 
 def registries() -> dict[str, Registry]:
-    """Every kind's registry, in the catalogue's order (imported here, not at the top: `kinds()`
-    must answer without torch)."""
-    from .data import AUGMENTS, SOURCES
-    from .losses import LOSSES
-    from .models import MODELS
-    from .optim import OPTIMIZERS, SCHEDULES
-
-    found = {"SOURCES": SOURCES, "MODELS": MODELS, "LOSSES": LOSSES, "OPTIMIZERS": OPTIMIZERS,
-             "SCHEDULES": SCHEDULES, "AUGMENTS": AUGMENTS}
-    return {kind: found[attr] for kind, (_, attr) in CATALOG.items()}
+    """Every kind's registry, in the catalogue's order."""
+    return {kind: getattr(importlib.import_module(module), attr) for kind, (module, attr) in CATALOG.items()}
