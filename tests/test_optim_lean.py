@@ -3,12 +3,14 @@ only where step() would do the same, and changes nothing when it refuses."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
 from torch import nn
 
-from trainlab.optim.lean import LeanStep
+from trainlab.optim import lean as lean_module
+from trainlab.optim.lean import KERNELS, LeanStep, kernel_signature, kernels_match
 from trainlab.recipe import load_recipe
 from trainlab.train import Trainer
 
@@ -183,21 +185,73 @@ def test_lean_step_skips_parameters_without_gradients_like_step():
     _states_equal(ref, opt)
 
 
+def _trainer(optim: str, lean: bool) -> Trainer:
+    recipe = load_recipe({"name": "t", "seed": 3, "data": {"source": "synthetic:classification", "n": 300, "batch_size": 32},
+                          "model": {"name": "mlp", "widths": [16]},
+                          "optim": {"name": optim, "lr": 0.05},
+                          "schedule": {"name": "cosine", "warmup": 3},
+                          "train": {"epochs": 2, "threads": 1, "lean_step": lean}})
+    return Trainer(recipe, progress=False)
+
+
+def _train(optim: str, lean: bool):
+    t = _trainer(optim, lean)
+    logs = t.fit()
+    return t, logs
+
+
 @pytest.mark.parametrize("optim", ["sgd", "adamw"])
 def test_trainer_with_and_without_the_lean_step_trains_the_same_weights(optim):
-    def run(lean: bool):
-        recipe = load_recipe({"name": "t", "seed": 3, "data": {"source": "synthetic:classification", "n": 300, "batch_size": 32},
-                              "model": {"name": "mlp", "widths": [16]},
-                              "optim": {"name": optim, "lr": 0.05},
-                              "schedule": {"name": "cosine", "warmup": 3},
-                              "train": {"epochs": 2, "threads": 1, "lean_step": lean}})
-        t = Trainer(recipe, progress=False)
-        logs = t.fit()
-        return t, logs
-    fast, fast_logs = run(True)
-    slow, slow_logs = run(False)
+    fast, fast_logs = _train(optim, True)
+    slow, slow_logs = _train(optim, False)
     assert fast.lean.active and not slow.lean.active
     for a, b in zip(fast.model.parameters(), slow.model.parameters()):
         assert torch.equal(a, b)
     assert fast_logs["train.loss"] == slow_logs["train.loss"]
     assert fast.step == slow.step > 0
+
+
+@pytest.fixture
+def fresh_check():
+    """kernels_match is cached per process: start and leave with a fresh check."""
+    kernels_match.cache_clear()
+    yield
+    kernels_match.cache_clear()
+
+
+def test_the_kernels_have_the_signatures_the_lean_step_calls():
+    # on the torch this project pins (pyproject.toml): every kernel as KERNELS writes it down
+    for kind, kernels in KERNELS.items():
+        for name, expected in kernels.items():
+            assert kernel_signature(name) == expected, name
+        assert kernels_match(kind)
+
+
+def test_without_the_kernel_the_lean_step_falls_back_to_step_bit_for_bit(monkeypatch, fresh_check, caplog):
+    reference, _ = _train("sgd", False)
+    model = _model()
+    with caplog.at_level(logging.DEBUG, logger="trainlab"), monkeypatch.context() as m:
+        m.delattr(torch, "_fused_sgd_")  # as on a torch build without it, while the check runs
+        assert not LeanStep(torch.optim.SGD(model.parameters(), lr=0.1, fused=True)).active
+        fallback = _trainer("sgd", True)  # lean_step: true asked for, not available
+        adamw = LeanStep(torch.optim.AdamW(model.parameters(), lr=0.1, fused=True))
+    # (torch's own fused SGD step() calls the kernel too: it is back for the training run)
+    logs = fallback.fit()
+    assert not fallback.lean.active and fallback.step > 0
+    assert adamw.active  # its kernels are still there
+    for a, b in zip(fallback.model.parameters(), reference.model.parameters()):
+        assert torch.equal(a, b)
+    assert logs["train.loss"] == reference.history[-1]["train.loss"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "trainlab"]
+    assert len(lines) == 1 and "torch._fused_sgd_ is missing" in lines[0] and lines[0].startswith("lean step off")
+
+
+def test_a_kernel_with_another_signature_turns_the_lean_step_off(monkeypatch, fresh_check):
+    real = kernel_signature
+    monkeypatch.setattr(lean_module, "kernel_signature",  # as if a newer torch renamed an argument
+                        lambda name: real(name).replace("beta1", "b1") if name == "_fused_adamw_" else real(name))
+    model = _model()
+    assert not LeanStep(torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)).active
+    assert not LeanStep(torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)).active  # same kind: both kernels
+    assert LeanStep(torch.optim.SGD(model.parameters(), lr=0.1, fused=True)).active
+    assert not kernels_match("adam") and kernels_match("sgd")

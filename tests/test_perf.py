@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab import perf
+from trainlab import perf, precision
 
 from .conftest import needs_fmnist
 
@@ -104,7 +104,7 @@ def test_every_torch_optimizer_runs_its_fused_or_foreach_kernel():
 
 
 def test_precision_auto_is_bf16_on_cuda_only(monkeypatch):
-    from trainlab.metrics import resolve_precision
+    from trainlab.precision import resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -117,10 +117,13 @@ def test_precision_auto_is_bf16_on_cuda_only(monkeypatch):
 def test_precision_auto_on_cpu_takes_bf16_only_where_it_pays(monkeypatch):
     peaks = {torch.float32: 365e9, torch.bfloat16: 808e9}  # the 1024² probes of an AMX CPU here (2.2x)
     monkeypatch.setattr(perf, "peak_flops", lambda device, dtype=torch.float32, refresh=False: peaks[dtype])
-    assert perf.cpu_bf16_pays(8.5e9)  # the CNN recipe's step
-    assert not perf.cpu_bf16_pays(52e6)  # the MLP's: dispatch-bound, casts would cost more
+    assert precision.cpu_bf16_pays(8.5e9)  # the CNN recipe's step
+    assert not precision.cpu_bf16_pays(52e6)  # the MLP's: dispatch-bound, casts would cost more
+    assert precision.resolve_precision("auto", torch.device("cpu"), 8.5e9) == "bf16"
+    assert precision.resolve_precision("auto", torch.device("cpu"), 52e6) == "fp32"
     peaks[torch.bfloat16] = 180e9  # no AMX: bf16 at half the fp32 rate
-    assert not perf.cpu_bf16_pays(8.5e9)
+    assert not precision.cpu_bf16_pays(8.5e9)
+    assert precision.resolve_precision("auto", torch.device("cpu"), 8.5e9) == "fp32"
 
 
 @needs_fmnist
@@ -131,7 +134,7 @@ def test_a_cpu_run_trains_in_the_precision_auto_chose(monkeypatch, bf16_peak, wa
 
     peaks = {torch.float32: 365e9, torch.bfloat16: bf16_peak}
     monkeypatch.setattr(perf, "peak_flops", lambda device, dtype=torch.float32, refresh=False: peaks[dtype])
-    monkeypatch.setattr(perf, "BF16_MIN_STEP_FLOPS", 1e6)  # this small net's step counts as compute-bound
+    monkeypatch.setattr(precision, "BF16_MIN_STEP_FLOPS", 1e6)  # this small net's step counts as compute-bound
     recipe = load_recipe({"name": "p", "data": {"source": "fashion_mnist", "subset": 128, "batch_size": 64,
                                                 "val_fraction": 0.0},
                           "model": {"name": "convnet", "widths": [4, 8]}, "optim": {"name": "sgd", "lr": 0.05},

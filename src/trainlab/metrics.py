@@ -8,7 +8,6 @@ confusion matrix and the ROC / precision-recall curves (eval/<split>.json).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import torch
 import torchmetrics.functional as tmf
 
 from .data import Split, eval_batches
+from .precision import autocast
 
 AVERAGES = ("macro", "micro", "weighted")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
@@ -45,21 +45,6 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int, device: torch
         with autocast(device, precision):
             outs.append(model(xb).float())
     return torch.cat(outs).cpu()
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`train.precision: auto`: bf16 on CUDA GPUs that support it, fp32 elsewhere (measured: bf16
-    matmuls run at half the fp32 rate on CPUs without AMX)."""
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def autocast(device: torch.device, precision: str):
-    precision = resolve_precision(precision, device)
-    if precision == "fp32":  # no context at all: entering a disabled autocast costs ~3 µs per step
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 # --- names -------------------------------------------------------------------------------------

@@ -103,22 +103,6 @@ def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, refresh
     return flops
 
 
-BF16_MIN_STEP_FLOPS = 1e9   # below this a CPU step is dispatch-bound: bf16's casts cost more than they save
-BF16_MIN_SPEEDUP = 1.5      # a CPU whose bf16 matmuls are not this much faster (no AMX) stays in fp32;
-                            # the 1024² probe: 2.2× with AMX here, ~0.5× without
-
-
-def cpu_bf16_pays(step_flops: float) -> bool:
-    """`train.precision: auto` on a CPU: bf16 autocast when the step is compute-bound and this CPU's
-    measured bf16 matmul peak is at least 1.5× its fp32 one (AMX tiles: 2.2× in the 1024² probe here,
-    6.8× at 2048²; without them bf16 runs at about half the fp32 rate, see docs/performance.md).
-    Both peaks are the cached probes."""
-    if step_flops < BF16_MIN_STEP_FLOPS:
-        return False
-    cpu = torch.device("cpu")
-    return peak_flops(cpu, torch.bfloat16) >= BF16_MIN_SPEEDUP * peak_flops(cpu, torch.float32)
-
-
 @contextlib.contextmanager
 def countable(model: nn.Module):
     """Run every op where FlopCounterMode can see it: on CPU the fused flash-attention kernel and
@@ -145,10 +129,6 @@ def train_step_flops(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor
         return int(fc.get_total_flops())
     except Exception:  # noqa: BLE001 - an accounting feature must never stop a run: no MFU then
         return None
-
-
-def precision_dtype(precision: str) -> torch.dtype:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
 def mfu(flops_per_sample: float, samples_per_s: float, peak: float) -> float:

@@ -13,7 +13,13 @@ state, and whole trainer runs with and without it).
 It steps in only where that is exactly what `step()` would do, and returns False otherwise so the
 caller uses `step()`:
   - the optimizer is exactly torch.optim.SGD, Adam or AdamW, built with fused=True;
-  - no step hooks (the optimizer's or the global ones), no GradScaler attributes, no closure;
+  - the kernels it calls exist with the arguments it passes (checked once per process against their
+    registered schemas, `kernels_match`), and the optimizer internals it reads are there. They are
+    private to PyTorch: the bit-identity tests ran on torch 2.13 (pyproject.toml pins it); on any
+    other build where they differ the lean step stays off, says so in one debug line on the
+    "trainlab" logger, and every step goes through `step()`;
+  - no step hooks (the optimizer's or the global ones), no GradScaler attributes, no closure (the
+    trainer does not call it at all in fp16, where torch's GradScaler steps the optimizer);
   - every parameter with a gradient already has its state (the first step creates it, so the first
     step of a run, and of any newly trainable parameter, goes through `step()`);
   - per group: one device and dtype, dense gradients, a float learning rate and betas, and for
@@ -22,11 +28,69 @@ caller uses `step()`:
 """
 from __future__ import annotations
 
+import functools
+import logging
+
 import torch
 from torch.optim import SGD, Adam, AdamW
 from torch.optim import optimizer as _optimizer_module
 
+log = logging.getLogger("trainlab")
+
 _KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adam"}
+# The private kernels each kind calls, with the signature they have in torch 2.13 (`aten::` schema:
+# name:type, `*` before the keyword-only ones); the calls below pass exactly these arguments.
+_ADAM = ("self:List[Tensor] grads:List[Tensor] exp_avgs:List[Tensor] exp_avg_sqs:List[Tensor] "
+         "max_exp_avg_sqs:List[Tensor] state_steps:List[Tensor] * lr:float beta1:float beta2:float "
+         "weight_decay:float eps:float amsgrad:bool maximize:bool grad_scale:Optional[Tensor] found_inf:Optional[Tensor]")
+KERNELS = {
+    "sgd": {"_fused_sgd_": "self:List[Tensor] grads:List[Tensor] momentum_buffer_list:List[Tensor] * "
+                           "weight_decay:float momentum:float lr:float dampening:float nesterov:bool maximize:bool "
+                           "is_first_step:bool grad_scale:Optional[Tensor] found_inf:Optional[Tensor]"},
+    "adam": {"_fused_adam_": _ADAM, "_fused_adamw_": _ADAM},
+}
+# torch.optim internals read besides: the global step hooks (module) and each optimizer's own (instance)
+_MODULE_INTERNALS = ("_global_optimizer_pre_hooks", "_global_optimizer_post_hooks")
+_OPTIMIZER_INTERNALS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks")
+
+
+def kernel_signature(name: str) -> str | None:
+    """`torch.<name>`'s registered signature in KERNELS' notation; None if torch has no such kernel."""
+    if not callable(getattr(torch, name, None)):
+        return None
+    try:
+        schema = getattr(torch.ops.aten, name).default._schema
+    except (AttributeError, RuntimeError):
+        return None
+    parts, star = [], False
+    for a in schema.arguments:
+        if a.kwarg_only and not star:
+            parts.append("*")
+            star = True
+        parts.append(f"{a.name}:{a.type}")
+    return " ".join(parts)
+
+
+@functools.cache
+def kernels_match(kind: str) -> bool:
+    """Whether this torch has the kernels and internals the lean step of `kind` (sgd, adam) relies on,
+    as it has them in torch 2.13. Checked once per process and kind (a few schema reads); a mismatch
+    is one debug line on the "trainlab" logger."""
+    problems = []
+    for name, expected in KERNELS[kind].items():
+        got = kernel_signature(name)
+        if got != expected:
+            problems.append(f"torch.{name} " + ("is missing" if got is None else f"takes ({got})"))
+    missing = [n for n in _MODULE_INTERNALS if not isinstance(getattr(_optimizer_module, n, None), dict)]
+    probe = SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    missing += [n for n in _OPTIMIZER_INTERNALS if not isinstance(getattr(probe, n, None), dict)]
+    if not callable(getattr(torch._C, "_set_grad_enabled", None)):
+        missing.append("torch._C._set_grad_enabled")
+    problems += [f"{n} is missing" for n in missing]
+    if problems:
+        log.debug("lean step off for %s (torch %s): %s; optimizer.step() takes every step", kind,
+                  torch.__version__, "; ".join(problems))
+    return not problems
 
 
 def _global_hooks() -> bool:
@@ -38,7 +102,7 @@ class LeanStep:
         self.optimizer = optimizer
         kind = _KINDS.get(type(optimizer))
         fused = all(g.get("fused") for g in optimizer.param_groups)
-        self.kind = kind if enabled and fused and hasattr(torch, "_fused_sgd_") else None
+        self.kind = kind if enabled and fused and kind is not None and kernels_match(kind) else None
         self._uniform: dict[int, tuple[int, bool]] = {}  # id(group) -> (len(params), one device and dtype)
 
     @property

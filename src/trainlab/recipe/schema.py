@@ -83,7 +83,7 @@ class TrainConfig(Section):
         "auto", description="Autocast precision; `auto`: bf16 on CUDA GPUs that support it; on a CPU, bf16 when "
                             "a training step is ≥ 1 GFLOP and the CPU's measured bf16 matmul peak is ≥ 1.5× its fp32 "
                             "one (AMX), else fp32 (without AMX bf16 runs at half the fp32 rate). Evaluation on a CPU "
-                            "is fp32.")
+                            "is fp32. fp16 trains with a loss scaler (torch's GradScaler; not with lbfgs).")
     grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
     grad_clip_value: float | None = Field(None, gt=0, description="Clip each gradient element to ±this value.")
     accumulate: int = Field(1, ge=1, description="Accumulate gradients over this many batches per optimizer step.")

@@ -15,11 +15,12 @@ import torch
 
 from ..build import Parts, build_parts, set_threads
 from ..data import DataBundle
-from ..metrics import autocast, compute_metrics, higher_is_better, predict, resolve_precision, validation_metrics
+from ..metrics import compute_metrics, higher_is_better, predict, validation_metrics
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
-from ..perf import cpu_bf16_pays, mfu, peak_flops, precision_dtype, train_step_flops
+from ..perf import mfu, peak_flops, train_step_flops
+from ..precision import autocast, grad_scaler, precision_dtype, resolve_precision
 from ..recipe import Recipe
 from ..track.rundir import RunDir
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -98,6 +99,8 @@ class Trainer:
         self.pin_memory = cfg.pin_memory and self.device.type == "cuda"
         # the autocast precision; `auto` on a CPU may become bf16 once fit() has measured the step
         self.precision = resolve_precision(cfg.precision, self.device)
+        # fp16: a GradScaler scales the loss (precision.py); None in fp32/bf16. L-BFGS's closure cannot take one
+        self.scaler = grad_scaler(self.precision, self.device, recipe.optim.name if self.closure_step else None)
         self.checkpoints = CheckpointWriter()  # writes on a background thread; see checkpoint.py
 
     # --- the loop ------------------------------------------------------------------------------
@@ -211,8 +214,8 @@ class Trainer:
         if flops:
             self.flops_per_sample = flops / n
             step_flops = self.flops_per_sample * self.recipe.data.batch_size
-            if self.recipe.train.precision == "auto" and self.device.type == "cpu" and cpu_bf16_pays(step_flops):
-                self.precision = "bf16"
+            # `auto` on a CPU: bf16 where the measured step makes it pay (precision.py); never fp16
+            self.precision = resolve_precision(self.recipe.train.precision, self.device, step_flops)
             self.peak_flops = peak_flops(self.device, precision_dtype(self.precision))
 
     # --- one batch, one optimizer step ---------------------------------------------------------------
@@ -245,8 +248,11 @@ class Trainer:
         out, loss, _ = self._forward_backward(xb, yb, weight)
         ok = self.guard.watch(loss)  # non-finite guard; nonfinite.py says where it reads the flag
         if update:
-            norm = self._clip_grads() if self._clips else None
-            self._optimizer_step(apply=self.guard.step_ok(norm))  # a non-finite step is not applied
+            scaler = self.scaler
+            norm = self._clip_grads() if self._clips or scaler is not None else None
+            # fp16: an overflowed gradient is the scaler's to handle (it skips the step and lowers the
+            # scale), so only a non-finite loss counts as a non-finite step then
+            self._optimizer_step(apply=self.guard.step_ok(norm if scaler is None else None))
         return out, loss, ok
 
     def _autocast(self):
@@ -262,12 +268,19 @@ class Trainer:
         objective = loss * weight if weight != 1.0 else loss
         if self.l1_params:  # once per optimizer step in all: each batch adds its share
             objective = objective + (self.recipe.optim.l1 * weight) * sum(p.abs().sum() for p in self.l1_params)
-        objective.backward()
+        if self.scaler is not None:  # fp16: scaled so that small gradients do not underflow
+            self.scaler.scale(objective).backward()
+        else:
+            objective.backward()
         return out, loss, objective.detach()
 
     def _clip_grads(self) -> torch.Tensor | None:
-        """Clip as the recipe says; returns the total gradient norm when clipping by norm computed it."""
+        """Clip as the recipe says; returns the total gradient norm when clipping by norm computed it.
+        With a loss scaler the gradients are unscaled first (always: the clip then sees true gradients,
+        and the step after it finds the overflow check already done)."""
         cfg, norm = self.recipe.train, None
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # notes inf/NaN gradients for scaler.step and update
         if cfg.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         if cfg.grad_clip_value is not None:
@@ -276,7 +289,11 @@ class Trainer:
 
     def _optimizer_step(self, closure=None, apply: bool = True) -> None:
         self.lr_used = base_lr(self.optimizer)  # a Python float: no device sync
-        if apply and not (closure is None and self.lean.step()):  # lean.py: same update, less Python
+        if self.scaler is not None:  # fp16 (the lean step steps aside: the scaler passes found_inf to the kernel)
+            if apply:
+                self.scaler.step(self.optimizer)  # skipped if the gradients overflowed
+            self.scaler.update()  # lower the scale after an overflow, raise it after a long run without
+        elif apply and not (closure is None and self.lean.step()):  # lean.py: same update, less Python
             self.optimizer.step(closure)
         if self.lean.active:
             self.lean.zero_grad()
@@ -345,6 +362,7 @@ class Trainer:
                         "stop_reason": self.stop_reason, "history": self.history},
             "callbacks": {k: cb.state_dict() for k, cb in zip(self._callback_keys(), self.callbacks)},
             "guard": self.guard.state_dict(), "augment": self.augment.state_dict(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], guard: bool = True) -> None:
@@ -363,6 +381,8 @@ class Trainer:
         self._epoch_sums = state.get("epoch_sums")  # None at an epoch end
         if "augment" in state:
             self.augment.load_state_dict(state["augment"])
+        if self.scaler is not None and state.get("scaler"):  # older checkpoints, fp32/bf16 runs: none saved
+            self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])  # last: nothing above may draw from the restored streams
 
     def load_checkpoint(self, folder: Path, guard: bool = True) -> dict[str, Any]:
