@@ -15,8 +15,14 @@ from typing import Any, Literal
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from .errors import RecipeError
+
+
+def _recipe_error(message: str) -> PydanticCustomError:
+    """A validator's error that already names its recipe path: `format_validation_error` shows it as is."""
+    return PydanticCustomError("recipe_error", "{message}", {"message": message})
 
 
 class Section(BaseModel):
@@ -111,12 +117,11 @@ class TrainConfig(Section):
     @pydantic.field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
-        from .metrics import metric_task
+        from .metrics import METRICS
 
-        for name in names:
-            if metric_task(name) is None:
-                raise ValueError(f"unknown metric {name!r} (accuracy, topK_accuracy, precision|recall|f1_"
-                                 "macro|micro|weighted, auroc, average_precision, ece, mse, rmse, mae, r2)")
+        for i, name in enumerate(names):
+            if name not in METRICS:
+                raise _recipe_error(METRICS.unknown(name, f"train.metrics[{i}]"))
         return names
     checkpoint_every: int | None = Field(
         1000, ge=1, description="Also checkpoint every N optimizer steps inside an epoch (a crash loses at most N steps); "
@@ -219,6 +224,9 @@ def format_validation_error(e: pydantic.ValidationError, prefix: str = "", accep
     path = ".".join([prefix] + loc if prefix else loc) or "recipe"
     kind = first["type"]
     got = first.get("input")
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    if kind == "recipe_error":
+        return f"{first['msg']}{more}"
     if kind == "extra_forbidden":
         msg = f"unknown key{' for ' + what if what else ''}"
         if accepted:
@@ -232,7 +240,6 @@ def format_validation_error(e: pydantic.ValidationError, prefix: str = "", accep
         msg = f"{first['msg'].lower()}, got {got!r}"
     else:
         msg = f"{first['msg'][0].lower()}{first['msg'][1:]}, got {got!r}"
-    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
     return f"{path}: {msg}{more}"
 
 
