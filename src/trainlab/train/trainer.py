@@ -18,7 +18,7 @@ import torch
 from ..data import DataBundle, build_augment, build_data, build_loader
 from ..losses import build_loss
 from ..metrics import (autocast, check_metric_names, compute_metrics, higher_is_better, predict,
-                       resolve_precision, validation_metrics)
+                       resolve_monitor, resolve_precision, validation_metrics)
 from ..models import build_model
 from ..optim import SCHEDULES, build_optimizer, build_schedule, needs_closure, set_train_mode
 from ..optim.lean import LeanStep
@@ -102,9 +102,7 @@ class Trainer:
             raise RecipeError(f"train.accumulate: {recipe.optim.name} re-evaluates each batch in a closure; "
                               "use accumulate: 1 and a larger data.batch_size")
         es = recipe.early_stopping
-        self.monitor = cfg.monitor if cfg.monitor != "auto" else (es.monitor if es is not None else (
-            ("val.accuracy" if self.task == "classification" else "val.loss") if self.bundle.val is not None
-            else "train.loss"))
+        self.monitor = resolve_monitor(recipe, self.task, self.bundle.val is not None)
         self.restore_best = es.restore_best if es is not None else True  # evaluate `best`, not `last`
         self.lr_used = base_lr(self.optimizer)  # the LR of the latest optimizer step, for the logs
         self.callbacks: list[Callback] = []
