@@ -189,7 +189,9 @@ class Recipe(Section):
                     msg = msg.replace("accepted: ", "accepted: " + ", ".join(own) + ", ", 1)
                 raise RecipeError(msg) from None
         from .data.augment import parse_augment
+        from .data.preprocess import parse_preprocess
 
+        parse_preprocess(self.data.preprocess)  # names and options of data.preprocess
         parse_augment(self.data.augment)  # names and options of data.augment
         if self.loss.name != "auto":
             entry = LOSSES.get(self.loss.name, "loss.name")

@@ -81,7 +81,7 @@ def build_data(cfg: DataConfig, seed: int, preprocess_state: dict[str, torch.Ten
     for i, step in enumerate(steps):
         saved = {k.split(".", 1)[1]: v for k, v in (preprocess_state or {}).items() if k.startswith(f"{i}.")}
         if saved:
-            step.load_state_dict({"method": step.method, **saved})
+            step.load_state_dict(saved)
         else:
             step.fit(splits["train"].x)  # statistics from the training split only
         splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
