@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
 
 from .errors import RecipeError
@@ -146,8 +146,37 @@ class EarlyStoppingConfig(Section):
 class OutputConfig(Section):
     root: str = Field("runs", description="Folder under which run directories are created.")
     plots: bool = Field(True, description="Write plots/*.png at the end of training.")
-    tensorboard: bool = Field(True, description="Log losses, metrics, LR, throughput and the recipe to tb/ for TensorBoard.")
+    trackers: list[str] = Field(
+        ["tensorboard"],
+        description="Trackers that log the run besides metrics.jsonl (`trainlab list trackers`); `tensorboard`: "
+                    "losses, metrics, LR, throughput and the recipe in tb/. `[]`: none. The older "
+                    "`tensorboard: false` still works (it removes tensorboard) but is deprecated.")
     report: bool = Field(True, description="Write the self-contained report.html at the end of training.")
+    _tensorboard_false: bool = PrivateAttr(False)  # the deprecated key was given: build_trackers notes it
+
+    @pydantic.model_validator(mode="wrap")
+    @classmethod
+    def _tensorboard_flag(cls, data: Any, handler):
+        """`tensorboard: false` (recipes before `trackers`) takes tensorboard out of `trackers`;
+        `tensorboard: true` is what every older resolved recipe.yaml says, and changes nothing."""
+        flag = None
+        if isinstance(data, dict) and "tensorboard" in data:
+            data = dict(data)
+            flag = data.pop("tensorboard")
+            if not isinstance(flag, bool):
+                raise _recipe_error(f"output.tensorboard: expected true or false, got {flag!r}")
+            trackers = data.get("trackers", ["tensorboard"])
+            if flag is False and isinstance(trackers, list):
+                data["trackers"] = [t for t in trackers if t != "tensorboard"]
+        out = handler(data)
+        if flag is False:
+            out._tensorboard_false = True
+        return out
+
+    @property
+    def tensorboard(self) -> bool:
+        """Deprecated: whether `tensorboard` is among `trackers`."""
+        return "tensorboard" in self.trackers
 
 
 class Recipe(Section):
@@ -196,6 +225,9 @@ class Recipe(Section):
         if self.loss.name != "auto":
             entry = LOSSES.get(self.loss.name, "loss.name")
             LOSSES.validate(entry.name, self.loss.options(), "loss")
+        from .track.trackers import check_trackers
+
+        check_trackers(self.output.trackers)  # output.trackers names registered trackers
         if self.search is not None:
             from .tune.space import parse_space  # paths, distributions and every value they reach
 

@@ -26,6 +26,7 @@ from ..optim.schedules import base_lr, epoch_end
 from ..perf import cpu_bf16_pays, default_threads, mfu, peak_flops, precision_dtype, train_step_flops
 from ..recipe import Recipe
 from ..track.rundir import RunDir
+from ..track.trackers import build_trackers
 from .callbacks import Callback, EarlyStopping, ProgressReporter
 from .checkpoint import CheckpointWriter, load_checkpoint_state, load_model_weights, rng_state, set_rng_state
 from .determinism import set_determinism
@@ -111,10 +112,7 @@ class Trainer:
         if recipe.early_stopping is not None:
             es = recipe.early_stopping
             self.callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
-        if recipe.output.tensorboard:
-            from ..track.tensorboard import TensorBoardLogger
-
-            self.callbacks.append(TensorBoardLogger())
+        self.callbacks += build_trackers(recipe, run_dir)  # output.trackers (track/trackers.py)
         self.callbacks += callbacks or []
         # counters and state
         self.epoch = 0             # epochs completed
