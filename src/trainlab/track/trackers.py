@@ -3,8 +3,9 @@ factory returns an `events.Callback`; the recipe's `output.trackers` names the o
 and the trainer adds them to its callbacks. Adding one (MLflow, W&B, ...) is one registration
 plus its name in a recipe.
 
-A factory may take `recipe` and `run_dir` (None when the trainer has no run directory); it has
-no recipe options of its own.
+A factory may take `recipe`; it has no recipe options of its own. The run directory is not known
+yet when trackers are built (`train()` creates it after the Trainer): read `trainer.run_dir` in
+`on_fit_start` (None for a trainer without one: log nothing).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..events import Callback
 from ..registry import Registry
 from .tensorboard import TensorBoardLogger
 
-TRACKERS = Registry("tracker", "trackers", context=("recipe", "run_dir"))
+TRACKERS = Registry("tracker", "trackers", context=("recipe",))
 TRACKERS.add("tensorboard", TensorBoardLogger, "losses, metrics, LR, throughput and the recipe in <run>/tb/ "
              "(TensorBoard event files)")
 
@@ -27,7 +28,7 @@ def check_trackers(names: list[str]) -> None:
         TRACKERS.get(name, f"output.trackers.{i}")
 
 
-def build_trackers(recipe, run_dir=None) -> list[Callback]:
+def build_trackers(recipe) -> list[Callback]:
     """The callbacks of the trackers `recipe.output.trackers` names, in order. Raises RecipeError."""
     global _noted
     if recipe.output._tensorboard_false and not _noted:
@@ -37,5 +38,5 @@ def build_trackers(recipe, run_dir=None) -> list[Callback]:
     out = []
     for i, name in enumerate(recipe.output.trackers):
         entry = TRACKERS.get(name, f"output.trackers.{i}")
-        out.append(TRACKERS.build(entry.name, {}, f"output.trackers.{i}", recipe=recipe, run_dir=run_dir))
+        out.append(TRACKERS.build(entry.name, {}, f"output.trackers.{i}", recipe=recipe))
     return out

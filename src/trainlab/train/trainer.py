@@ -112,7 +112,7 @@ class Trainer:
         if recipe.early_stopping is not None:
             es = recipe.early_stopping
             self.callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
-        self.callbacks += build_trackers(recipe, run_dir)  # output.trackers (track/trackers.py)
+        self.callbacks += build_trackers(recipe)  # output.trackers (track/trackers.py)
         self.callbacks += callbacks or []
         # counters and state
         self.epoch = 0             # epochs completed
