@@ -118,7 +118,7 @@ def _write_run_plots(trainer, test_metrics: dict[str, Any]) -> None:
         plot_curves(rd.metrics(), rd.plot("curves.png"), title=recipe.name)
         records = rd.metrics()
         save_png(lr_figure(records, scheduled_lrs(recipe, records)), rd.plot("lr.png"))
-    if recipe.output.tensorboard:
+    if "tensorboard" in recipe.output.trackers:
         from .track.tensorboard import log_split_metrics
 
         log_split_metrics(rd.path, "test", test_metrics, trainer.epoch)

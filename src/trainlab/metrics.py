@@ -5,11 +5,14 @@ Two entry points share one implementation, so a number means the same thing ever
 computed on the validation split once per epoch, never in the step loop), and
 `evaluate_outputs` returns the full set for the task: every scalar, a per-class table, the
 confusion matrix and the ROC / precision-recall curves (eval/<split>.json).
+
+Every scalar metric is an entry of `METRICS` with its task and direction as metadata; the names a
+recipe may use, what validation and evaluation compute and which way a monitor improves all come
+from it, so adding a metric is one `METRICS.add(...)`.
 """
 from __future__ import annotations
 
 import math
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +23,7 @@ import torchmetrics.functional as tmf
 
 from .data import Split, eval_batches
 from .precision import autocast
+from .registry import Entry, Registry
 
 AVERAGES = ("macro", "micro", "weighted")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
@@ -28,8 +32,6 @@ ECE_BINS = 15
 # the few numbers `trainlab train` prints at the end (eval/test.json has them all)
 HEADLINE = ("loss", "accuracy", "f1_macro", "auroc", "ece", "mse", "rmse", "mae", "r2")
 CURVE_POINTS = 200  # ROC / PR points kept per class in eval JSON (exact points, thinned evenly)
-_TOPK = re.compile(r"top(\d+)_accuracy")
-_PRF = re.compile(r"(precision|recall|f1)_(macro|micro|weighted)")
 
 
 @torch.no_grad()
@@ -47,85 +49,11 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int, device: torch
     return torch.cat(outs).cpu()
 
 
-# --- names -------------------------------------------------------------------------------------
-def classification_metrics(num_classes: int) -> list[str]:
-    """Every scalar classification metric of the full evaluation, for `num_classes` classes."""
-    k = 5 if num_classes > 5 else 2 if num_classes > 2 else None
-    names = ["accuracy"] + ([f"top{k}_accuracy"] if k else [])
-    names += [f"{m}_{avg}" for avg in AVERAGES for m in ("precision", "recall", "f1")]
-    return names + ["auroc", "average_precision", "ece"]
-
-
-def metric_names(task: str, num_classes: int | None) -> list[str]:
-    """The scalar metrics `trainlab evaluate` reports for a task (the loss comes on top)."""
-    return classification_metrics(num_classes or 2) if task == "classification" else list(REGRESSION_METRICS)
-
-
-def default_metrics(task: str) -> list[str]:
-    """What validation logs when the recipe leaves `train.metrics` empty."""
-    return ["accuracy"] if task == "classification" else list(REGRESSION_METRICS)
-
-
-def validation_metrics(recipe, task: str) -> list[str]:
-    """What validation computes each epoch: `train.metrics` (or the task's default) plus a metric
-    that `train.monitor` or `early_stopping.monitor` names, so `val.f1_macro` works unlisted."""
-    names = list(recipe.train.metrics) or default_metrics(task)
-    es = recipe.early_stopping
-    for monitor in (recipe.train.monitor, es.monitor if es is not None else ""):
-        name = monitor[4:] if monitor.startswith("val.") else ""
-        if metric_task(name) == task and name not in names:
-            names.append(name)
-    return names
-
-
-def metric_task(name: str) -> str | None:
-    """'classification', 'regression', or None for a name trainlab does not know."""
-    if name in REGRESSION_METRICS:
-        return "regression"
-    if name in ("accuracy", "auroc", "average_precision", "ece") or _TOPK.fullmatch(name) or _PRF.fullmatch(name):
-        return "classification"
-    return None
-
-
-def check_metric_names(names: list[str] | None, task: str | None = None, num_classes: int | None = None,
-                       where: str = "train.metrics") -> None:
-    """Raise RecipeError naming the first unknown metric or one that does not fit the task."""
-    from .errors import RecipeError
-
-    for i, name in enumerate(names or []):
-        kind = metric_task(name)
-        if kind is None:
-            known = ", ".join(classification_metrics(10) + list(REGRESSION_METRICS))
-            raise RecipeError(f"{where}[{i}]: unknown metric {name!r}; known: {known} (any topK_accuracy)")
-        if task is not None and kind != task:
-            raise RecipeError(f"{where}[{i}]: {name!r} is a {kind} metric but this data is {task}")
-        m = _TOPK.fullmatch(name)
-        if m and num_classes is not None and not 1 <= int(m.group(1)) < num_classes:
-            raise RecipeError(f"{where}[{i}]: {name!r} needs 1 <= k < {num_classes} (the number of classes)")
-
-
-def higher_is_better(metric: str) -> bool:
-    name = metric.split(".")[-1]
-    return (name in ("accuracy", "r2", "f1", "precision", "recall", "auc", "auroc", "average_precision",
-                     "top5", "top_k_accuracy") or bool(_TOPK.fullmatch(name) or _PRF.fullmatch(name)))
-
-
-@contextmanager
-def _float64_curves():
-    """torchmetrics divides integer counts into the default dtype (float32) when it builds ROC / PR
-    curves; in float64 their areas agree with scikit-learn's to ~1e-15 instead of ~1e-7."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
-
-# --- computing ---------------------------------------------------------------------------------
+# --- the registry ------------------------------------------------------------------------------
 @dataclass
-class _Classified:
-    """Outputs and targets of a classification split, with the views metrics need computed once."""
+class Classified:
+    """What a classification metric reads: a split's outputs and class-index targets, with the
+    probabilities and predicted classes computed once, when a metric first asks for them."""
 
     outputs: torch.Tensor
     target: torch.Tensor
@@ -151,45 +79,231 @@ class _Classified:
         return self.num_classes == 2
 
 
-def _classified(outputs: torch.Tensor, targets: torch.Tensor, num_classes: int | None) -> _Classified:
+@dataclass
+class Regressed:
+    """What a regression metric reads: outputs and float targets of a split, both (N, D)."""
+
+    outputs: torch.Tensor
+    target: torch.Tensor
+
+
+# A metric is a function of `c` (a Classified or a Regressed) returning a float. Its metadata:
+#   task               "classification" or "regression": what data it fits
+#   higher_is_better   its direction, for monitors, early stopping, tuning and comparisons
+#   needs_probs        whether it reads the probabilities (a ranking or calibration) or only the classes
+#   default            logged on validation when `train.metrics` is empty
+#   sequence           also meaningful per token when a model predicts one class per position
+#   check              (family) check(num_classes, **params) -> why it does not fit, or None
+#   evaluated          (family) evaluated(num_classes) -> the members `trainlab evaluate` reports
+METRICS = Registry("metric", "metrics", context=("c",), required=("task", "higher_is_better", "needs_probs"))
+
+
+def _accuracy(c: Classified) -> float:
+    return float(tmf.accuracy(c.preds, c.target, task="multiclass", num_classes=c.num_classes, average="micro"))
+
+
+def _topk_accuracy(c: Classified, k: int) -> float:
+    return float(tmf.classification.multiclass_accuracy(c.probs, c.target, c.num_classes, top_k=k, average="micro"))
+
+
+def _topk_fits(num_classes: int, k: int) -> str | None:
+    return None if 1 <= k < num_classes else f"needs 1 <= k < {num_classes} (the number of classes)"
+
+
+def _topk_evaluated(num_classes: int) -> list[str]:
+    k = 5 if num_classes > 5 else 2 if num_classes > 2 else None
+    return [f"top{k}_accuracy"] if k else []
+
+
+def _prf(kind: str, average: str):
+    fn = {"precision": tmf.classification.multiclass_precision, "recall": tmf.classification.multiclass_recall,
+          "f1": tmf.classification.multiclass_f1_score}[kind]
+
+    def metric(c: Classified) -> float:
+        return float(fn(c.preds, c.target, c.num_classes, average=average))
+    return metric
+
+
+def _auroc(c: Classified) -> float:
+    with _float64_curves():
+        if c.binary:
+            return float(tmf.classification.binary_auroc(c.probs[:, 1], c.target))
+        return float(tmf.classification.multiclass_auroc(c.probs, c.target, c.num_classes, average="macro"))
+
+
+def _average_precision(c: Classified) -> float:
+    with _float64_curves():
+        if c.binary:
+            return float(tmf.classification.binary_average_precision(c.probs[:, 1], c.target))
+        return float(tmf.classification.multiclass_average_precision(c.probs, c.target, c.num_classes,
+                                                                     average="macro"))
+
+
+def _ece(c: Classified) -> float:  # top-label ECE, the same definition for two classes as for ten
+    return float(tmf.classification.multiclass_calibration_error(c.probs, c.target, c.num_classes,
+                                                                 n_bins=ECE_BINS, norm="l1"))
+
+
+def _mse(c: Regressed) -> float:
+    return float(tmf.mean_squared_error(c.outputs, c.target))
+
+
+def _rmse(c: Regressed) -> float:
+    return _mse(c) ** 0.5
+
+
+def _mae(c: Regressed) -> float:
+    return float(tmf.mean_absolute_error(c.outputs, c.target))
+
+
+def _r2(c: Regressed) -> float:
+    o, t = c.outputs, c.target
+    return float(tmf.r2_score(o.squeeze(1), t.squeeze(1)) if o.shape[1] == 1 else tmf.r2_score(o, t))
+
+
+_CLS = {"task": "classification", "higher_is_better": True}
+_REG = {"task": "regression", "needs_probs": False}
+# registration order is the order `trainlab evaluate` reports them in
+METRICS.add("accuracy", _accuracy, "share of samples whose predicted class is the true one",
+            **_CLS, needs_probs=False, default=True, sequence=True)
+METRICS.add_family("top<k>_accuracy", r"top(?P<k>\d+)_accuracy", _topk_accuracy,
+                   "share of samples whose true class is among the k most probable (any k, 1 <= k < classes)",
+                   **_CLS, needs_probs=True, sequence=True, check=_topk_fits, evaluated=_topk_evaluated)
+for _avg in AVERAGES:
+    for _kind in ("precision", "recall", "f1"):
+        METRICS.add(f"{_kind}_{_avg}", _prf(_kind, _avg), f"{_kind}, {_avg}-averaged over the classes",
+                    **_CLS, needs_probs=False)
+METRICS.add("auroc", _auroc, "area under the ROC curve (binary, or one-vs-rest macro)", **_CLS, needs_probs=True)
+METRICS.add("average_precision", _average_precision, "area under the precision-recall curve (binary, or "
+            "one-vs-rest macro)", **_CLS, needs_probs=True)
+METRICS.add("ece", _ece, f"top-label expected calibration error, {ECE_BINS} bins (Guo et al. 2017)",
+            task="classification", higher_is_better=False, needs_probs=True)
+METRICS.add("mse", _mse, "mean squared error", **_REG, higher_is_better=False, default=True)
+METRICS.add("rmse", _rmse, "root mean squared error", **_REG, higher_is_better=False, default=True)
+METRICS.add("mae", _mae, "mean absolute error", **_REG, higher_is_better=False, default=True)
+METRICS.add("r2", _r2, "coefficient of determination (R²)", **_REG, higher_is_better=True, default=True)
+
+
+# --- names -------------------------------------------------------------------------------------
+def _of_task(task: str) -> list[Entry]:
+    return [e for e in METRICS.entries(sort=False) if e.meta["task"] == task]
+
+
+def classification_metrics(num_classes: int) -> list[str]:
+    """Every scalar classification metric of the full evaluation, for `num_classes` classes."""
+    names: list[str] = []
+    for e in _of_task("classification"):
+        names += e.meta["evaluated"](num_classes) if e.pattern else [e.name]
+    return names
+
+
+def metric_names(task: str, num_classes: int | None) -> list[str]:
+    """The scalar metrics `trainlab evaluate` reports for a task (the loss comes on top)."""
+    if task == "classification":
+        return classification_metrics(num_classes or 2)
+    return [e.name for e in _of_task(task) if not e.pattern]
+
+
+def default_metrics(task: str) -> list[str]:
+    """What validation logs when the recipe leaves `train.metrics` empty."""
+    return [e.name for e in _of_task(task) if e.meta.get("default")]
+
+
+REGRESSION_METRICS = tuple(metric_names("regression", None))  # the built-in ones
+
+
+def default_monitor(task: str, has_val: bool) -> str:
+    """The metric that picks the best checkpoint when nothing names one: validation accuracy for
+    classification, validation loss otherwise, the training loss without a validation split."""
+    if not has_val:
+        return "train.loss"
+    return "val.accuracy" if task == "classification" else "val.loss"
+
+
+def resolve_monitor(recipe, task: str, has_val: bool) -> str:
+    """`train.monitor`; when `auto`, what early stopping watches; else `default_monitor`. The trainer
+    (best checkpoint), `tune`'s default objective, `compare` and the runs table all ask this.
+    `recipe`: a Recipe or its dict (a run directory's recipe.yaml)."""
+    if isinstance(recipe, dict):  # a resolved recipe.yaml names every field; "val.loss" is the schema's default
+        monitor = (recipe.get("train") or {}).get("monitor", "auto")
+        es = recipe.get("early_stopping")
+        es_monitor = (es.get("monitor") or "val.loss") if isinstance(es, dict) else None
+    else:
+        monitor = recipe.train.monitor
+        es_monitor = recipe.early_stopping.monitor if recipe.early_stopping is not None else None
+    if monitor != "auto":
+        return monitor
+    return es_monitor or default_monitor(task, has_val)
+
+
+def validation_metrics(recipe, task: str) -> list[str]:
+    """What validation computes each epoch: `train.metrics` (or the task's default) plus a metric
+    that `train.monitor` or `early_stopping.monitor` names, so `val.f1_macro` works unlisted."""
+    names = list(recipe.train.metrics) or default_metrics(task)
+    es = recipe.early_stopping
+    for monitor in (recipe.train.monitor, es.monitor if es is not None else ""):
+        name = monitor[4:] if monitor.startswith("val.") else ""
+        if metric_task(name) == task and name not in names:
+            names.append(name)
+    return names
+
+
+def metric_task(name: str) -> str | None:
+    """'classification', 'regression', or None for a name trainlab does not know."""
+    entry = METRICS.find(name)
+    return entry.meta["task"] if entry is not None else None
+
+
+def check_metric_names(names: list[str] | None, task: str | None = None, num_classes: int | None = None,
+                       where: str = "train.metrics") -> None:
+    """Raise RecipeError naming the first unknown metric or one that does not fit the task."""
+    from .errors import RecipeError
+
+    for i, name in enumerate(names or []):
+        entry = METRICS.get(name, f"{where}[{i}]")
+        kind = entry.meta["task"]
+        if task is not None and kind != task:
+            raise RecipeError(f"{where}[{i}]: {name!r} is a {kind} metric but this data is {task}")
+        check = entry.meta.get("check")
+        why = check(num_classes, **entry.params) if check and num_classes is not None else None
+        if why:
+            raise RecipeError(f"{where}[{i}]: {name!r} {why}")
+
+
+# names trainlab does not log but other tools and loose --target spellings use
+_HIGHER_ELSEWHERE = ("f1", "precision", "recall", "auc", "top5", "top_k_accuracy")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` (`val.auroc`, `loss`, ...) is better."""
+    name = metric.split(".")[-1]
+    entry = METRICS.find(name)
+    return bool(entry.meta["higher_is_better"]) if entry is not None else name in _HIGHER_ELSEWHERE
+
+
+@contextmanager
+def _float64_curves():
+    """torchmetrics divides integer counts into the default dtype (float32) when it builds ROC / PR
+    curves; in float64 their areas agree with scikit-learn's to ~1e-15 instead of ~1e-7."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+# --- computing ---------------------------------------------------------------------------------
+def _classified(outputs: torch.Tensor, targets: torch.Tensor, num_classes: int | None) -> Classified:
     t = targets.cpu()
     if t.ndim == 2:  # soft / one-hot targets: the class is the argmax
         t = t.argmax(dim=1)
     c = int(num_classes or max(outputs.shape[1], 2))
-    return _Classified(outputs.cpu(), t.long(), c)
+    return Classified(outputs.cpu(), t.long(), c)
 
 
-def _scalar(name: str, c: _Classified) -> float:
-    n, t = c.num_classes, c.target
-    if name == "accuracy":
-        return float(tmf.accuracy(c.preds, t, task="multiclass", num_classes=n, average="micro"))
-    if m := _TOPK.fullmatch(name):
-        return float(tmf.classification.multiclass_accuracy(c.probs, t, n, top_k=int(m.group(1)), average="micro"))
-    if m := _PRF.fullmatch(name):
-        fn = {"precision": tmf.classification.multiclass_precision, "recall": tmf.classification.multiclass_recall,
-              "f1": tmf.classification.multiclass_f1_score}[m.group(1)]
-        return float(fn(c.preds, t, n, average=m.group(2)))
-    if name == "auroc":
-        with _float64_curves():
-            if c.binary:
-                return float(tmf.classification.binary_auroc(c.probs[:, 1], t))
-            return float(tmf.classification.multiclass_auroc(c.probs, t, n, average="macro"))
-    if name == "average_precision":
-        with _float64_curves():
-            if c.binary:
-                return float(tmf.classification.binary_average_precision(c.probs[:, 1], t))
-            return float(tmf.classification.multiclass_average_precision(c.probs, t, n, average="macro"))
-    if name == "ece":  # top-label ECE, the same definition for two classes as for ten
-        return float(tmf.classification.multiclass_calibration_error(c.probs, t, n, n_bins=ECE_BINS, norm="l1"))
-    raise KeyError(name)
-
-
-def _regression(outputs: torch.Tensor, targets: torch.Tensor, names: list[str]) -> dict[str, float]:
-    o, t = outputs.view(len(outputs), -1), targets.view(len(targets), -1).float()
-    mse = float(tmf.mean_squared_error(o, t))
-    every = {"mse": mse, "rmse": mse ** 0.5, "mae": float(tmf.mean_absolute_error(o, t)),
-             "r2": float(tmf.r2_score(o.squeeze(1), t.squeeze(1)) if o.shape[1] == 1 else tmf.r2_score(o, t))}
-    return {k: every[k] for k in names}
+def _regressed(outputs: torch.Tensor, targets: torch.Tensor) -> Regressed:
+    return Regressed(outputs.view(len(outputs), -1), targets.view(len(targets), -1).float())
 
 
 def is_sequence(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
@@ -203,17 +317,15 @@ def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str, los
     targets = targets.cpu()
     out: dict[str, Any] = {"loss": float(loss_fn(outputs, targets)), "samples": int(len(targets))}
     names = list(names) if names else default_metrics(task)
+    entries = [METRICS.get(n, "train.metrics") for n in names]
     if is_sequence(outputs, targets):
         # one prediction per position (language modelling): score every token; per-class tables
-        # over a vocabulary mean nothing, so only accuracy and perplexity
+        # over a vocabulary mean nothing, so only accuracy-like metrics and perplexity
         outputs, targets = outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)
         out["perplexity"] = math.exp(min(out["loss"], 50.0))
-        names = [n for n in names if n == "accuracy" or _TOPK.fullmatch(n)] or ["accuracy"]
-    if task == "classification":
-        c = _classified(outputs, targets, num_classes)
-        out.update({name: _scalar(name, c) for name in names})
-    else:
-        out.update(_regression(outputs, targets, names))
+        entries = [e for e in entries if e.meta.get("sequence")] or [METRICS.get("accuracy")]
+    c = _classified(outputs, targets, num_classes) if task == "classification" else _regressed(outputs, targets)
+    out.update({e.name: e.factory(c) for e in entries})
     return out
 
 
@@ -237,7 +349,7 @@ def evaluate_outputs(outputs: torch.Tensor, targets: torch.Tensor, task: str, lo
     return out
 
 
-def _per_class(c: _Classified, names: list[str]) -> list[dict[str, Any]]:
+def _per_class(c: Classified, names: list[str]) -> list[dict[str, Any]]:
     n, t = c.num_classes, c.target
     cols = {
         "precision": tmf.classification.multiclass_precision(c.preds, t, n, average=None),
@@ -256,7 +368,7 @@ def _per_class(c: _Classified, names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _curves(c: _Classified, names: list[str], per_class: list[dict]) -> tuple[list[dict], list[dict]]:
+def _curves(c: Classified, names: list[str], per_class: list[dict]) -> tuple[list[dict], list[dict]]:
     """Exact ROC and PR curves, thinned to CURVE_POINTS points each for the JSON file."""
     t = c.target
     if c.binary:

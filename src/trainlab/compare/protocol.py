@@ -149,7 +149,7 @@ def run_recipe(base: dict[str, Any], optimizer: str, lr: float, seed: int, epoch
     if eval_every:
         raw["train"]["log_every"] = int(eval_every)
     raw["early_stopping"] = None
-    raw["output"] = {**base["output"], "plots": False, "tensorboard": False, "report": False}
+    raw["output"] = {**base["output"], "plots": False, "trackers": [], "report": False}
     if subset is not None:
         raw["data"] = {**base["data"], "subset": subset}
     raw.pop("search", None)

@@ -131,16 +131,15 @@ def _out_folder(base: Recipe, out: str | Path | None) -> Path:
 
 def _check_metric(settings: Settings, recipe: Recipe, bundle) -> None:
     """The target's metric is one the runs log each epoch; without a target, judge by the monitor's default."""
-    from ..metrics import validation_metrics
+    from ..metrics import higher_is_better, resolve_monitor, validation_metrics
 
     task = bundle.info.task
     logged = ["train.loss"] + (["train.accuracy"] if task == "classification" else [])
     if bundle.val is not None:
         logged += ["val.loss"] + [f"val.{m}" for m in validation_metrics(recipe, task)]
     if settings.target is None:
-        settings.metric = ("val.accuracy" if task == "classification" else "val.loss") if bundle.val is not None \
-            else "train.loss"
-        settings.mode = "max" if settings.metric.endswith("accuracy") else "min"
+        settings.metric = resolve_monitor(recipe, task, bundle.val is not None)
+        settings.mode = "max" if higher_is_better(settings.metric) else "min"
     elif settings.metric not in logged:
         extra = "; add it to train.metrics" if settings.metric.startswith("val.") and bundle.val is not None else ""
         raise CompareError(f"--target {settings.metric}: not logged each epoch by this recipe "

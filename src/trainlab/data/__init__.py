@@ -110,7 +110,7 @@ def restore_step(step, i: int, state: dict[str, torch.Tensor] | None) -> bool:
     """Load step `i`'s fitted statistics from a run's saved preprocessing; False if it has none."""
     saved = {k.split(".", 1)[1]: v for k, v in (state or {}).items() if k.startswith(f"{i}.")}
     if saved:
-        step.load_state_dict({"method": step.method, **saved})
+        step.load_state_dict(saved)
     return bool(saved)
 
 

@@ -1,11 +1,18 @@
-"""Transforms fitted on the training split only, saved with the run so evaluation repeats them."""
+"""Transforms fitted on the training split only, saved with the run so evaluation repeats them.
+
+A transform is an entry of `PREPROCESS`: its factory takes the recipe's options and returns an
+object with `fit(x) -> self` (statistics from the training split), `__call__(x)`, `stats()` (JSON
+for data/preprocess.json) and `state_dict()` / `load_state_dict()`, whose tensors are saved in the
+run's data/preprocess.safetensors as `<step index>.<key>` (e.g. `0.shift`, `0.scale`).
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ..errors import RecipeError
+from ..registry import Registry
 
 
 class Normalize:
@@ -44,7 +51,18 @@ class Normalize:
         return {"method": self.method, "shift": self.shift, "scale": self.scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.method, self.shift, self.scale = state["method"], state["shift"], state["scale"]
+        # the method comes from the recipe; a run's saved file holds only the tensors
+        self.method, self.shift, self.scale = state.get("method", self.method), state["shift"], state["scale"]
+
+
+def normalize(method: Literal["standard", "minmax"] = "standard") -> Normalize:
+    """`{normalize: standard}` (the default) or `{normalize: minmax}`."""
+    return Normalize(method)
+
+
+PREPROCESS = Registry("preprocess transform", "preprocess")
+PREPROCESS.add("normalize", normalize, "standard (x - mean) / std or min-max scaling with statistics of the "
+               "training split; per channel for images, per feature otherwise")
 
 
 def parse_steps(items: list[Any], where: str = "data.preprocess") -> list[tuple[str, Any]]:
@@ -60,11 +78,30 @@ def parse_steps(items: list[Any], where: str = "data.preprocess") -> list[tuple[
     return steps
 
 
-def build_preprocess(items: list[Any]) -> list[Normalize]:
+def _options(name: str, arg: Any, where: str) -> dict[str, Any]:
+    """`{normalize: minmax}` gives the entry's first option; a mapping gives options by name."""
+    if arg is None:
+        return {}
+    if isinstance(arg, dict):
+        return arg
+    first = PREPROCESS.option_names(name)
+    if not first:
+        raise RecipeError(f"{where}: {name} takes no options, got {arg!r}")
+    return {first[0]: arg}
+
+
+def parse_preprocess(items: list[Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(registry name, options, recipe path) per step; checks names and options. Raises RecipeError."""
     out = []
     for i, (name, arg) in enumerate(parse_steps(items)):
-        if name == "normalize":
-            out.append(Normalize(arg or "standard"))
-        else:
-            raise RecipeError(f"data.preprocess.{i}: unknown transform {name!r}; accepted: normalize")
+        where = f"data.preprocess.{i}"
+        entry = PREPROCESS.get(str(name), where)
+        opts = _options(entry.name, arg, where)
+        PREPROCESS.validate(entry.name, opts, where)
+        out.append((entry.name, opts, where))
     return out
+
+
+def build_preprocess(items: list[Any]) -> list[Any]:
+    """The recipe's `data.preprocess` steps, unfitted, in order. Raises RecipeError."""
+    return [PREPROCESS.build(name, opts, where) for name, opts, where in parse_preprocess(items)]

@@ -7,26 +7,33 @@ import torch
 from ..registry import Registry
 from . import optimizers, schedules
 from .groups import param_groups
+from .optimizers import OptimizerCapabilities, optimizer_capabilities
 
 OPTIMIZERS = Registry("optimizer", "optimizers", context=("params", "lr", "weight_decay", "model"))
-OPTIMIZERS.add("sgd", optimizers.sgd, "stochastic gradient descent with momentum / Nesterov (torch.optim.SGD)")
-OPTIMIZERS.add("adam", optimizers.adam, "Adam, coupled L2 weight decay (torch.optim.Adam)")
-OPTIMIZERS.add("adamw", optimizers.adamw, "Adam with decoupled weight decay (torch.optim.AdamW)")
-OPTIMIZERS.add("nadam", optimizers.nadam, "Adam with Nesterov momentum (torch.optim.NAdam)")
-OPTIMIZERS.add("radam", optimizers.radam, "rectified Adam, no warm-up needed (torch.optim.RAdam)")
-OPTIMIZERS.add("adamax", optimizers.adamax, "Adam with the infinity norm (torch.optim.Adamax)")
-OPTIMIZERS.add("rmsprop", optimizers.rmsprop, "RMSprop, optionally centered and with momentum (torch.optim.RMSprop)")
+# metadata: optimizers.OptimizerCapabilities (closure, schedule_free, fused_kernel, momentum)
+OPTIMIZERS.add("sgd", optimizers.sgd, "stochastic gradient descent with momentum / Nesterov (torch.optim.SGD)",
+               fused_kernel="sgd", momentum="momentum")
+OPTIMIZERS.add("adam", optimizers.adam, "Adam, coupled L2 weight decay (torch.optim.Adam)",
+               fused_kernel="adam", momentum="betas")
+OPTIMIZERS.add("adamw", optimizers.adamw, "Adam with decoupled weight decay (torch.optim.AdamW)",
+               fused_kernel="adamw", momentum="betas")
+OPTIMIZERS.add("nadam", optimizers.nadam, "Adam with Nesterov momentum (torch.optim.NAdam)", momentum="betas")
+OPTIMIZERS.add("radam", optimizers.radam, "rectified Adam, no warm-up needed (torch.optim.RAdam)", momentum="betas")
+OPTIMIZERS.add("adamax", optimizers.adamax, "Adam with the infinity norm (torch.optim.Adamax)", momentum="betas")
+OPTIMIZERS.add("rmsprop", optimizers.rmsprop, "RMSprop, optionally centered and with momentum (torch.optim.RMSprop)",
+               momentum="momentum")
 OPTIMIZERS.add("adagrad", optimizers.adagrad, "per-coordinate LR from summed squared gradients (torch.optim.Adagrad)")
 OPTIMIZERS.add("adadelta", optimizers.adadelta, "Adagrad with a decaying window of gradients (torch.optim.Adadelta)")
 OPTIMIZERS.add("adafactor", optimizers.adafactor, "memory-light Adam with factored second moments "
                "(torch.optim.Adafactor)")
 OPTIMIZERS.add("lbfgs", optimizers.lbfgs, "L-BFGS quasi-Newton with a closure and strong-Wolfe line search "
-               "(torch.optim.LBFGS)", aliases=("l-bfgs",))
+               "(torch.optim.LBFGS)", aliases=("l-bfgs",), closure=True)
 OPTIMIZERS.add("muon", optimizers.muon, "Muon on hidden weight matrices, AdamW on the rest (torch.optim.Muon)")
-OPTIMIZERS.add("lion", optimizers.lion, "sign-momentum optimizer found by program search (lion-pytorch)")
+OPTIMIZERS.add("lion", optimizers.lion, "sign-momentum optimizer found by program search (lion-pytorch)",
+               momentum="betas")
 OPTIMIZERS.add("schedule_free_adamw", optimizers.schedule_free_adamw,
                "schedule-free AdamW; evaluates the averaged weights (schedulefree)",
-               aliases=("schedule-free-adamw", "sf_adamw"))
+               aliases=("schedule-free-adamw", "sf_adamw"), schedule_free=True, momentum="betas")
 
 SCHEDULES = Registry("schedule", "schedules", context=("optimizer", "total_steps", "steps_per_epoch"))
 SCHEDULES.add("constant", schedules.constant, "the base learning rate throughout")
@@ -48,9 +55,11 @@ WARMUP_DEFAULTS = {"warmup_cosine": 0.05}
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
+    "OptimizerCapabilities",
     "build_optimizer",
     "build_schedule",
     "needs_closure",
+    "optimizer_capabilities",
     "param_groups",
     "set_train_mode",
 ]
@@ -59,8 +68,11 @@ __all__ = [
 def build_optimizer(cfg, model):
     """The recipe's optimizer over the model's parameter groups (see `param_groups`)."""
     groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.decay_bias_and_norm, cfg.lr_mult)
-    return OPTIMIZERS.build(cfg.name, cfg.options(), "optim", params=groups, lr=cfg.lr,
-                            weight_decay=cfg.weight_decay, model=model)
+    entry = OPTIMIZERS.get(cfg.name, "optim.name")
+    optimizer = OPTIMIZERS.build(entry.name, cfg.options(), "optim", params=groups, lr=cfg.lr,
+                                 weight_decay=cfg.weight_decay, model=model)
+    optimizer.trainlab_optimizer = entry.name  # the way back to its entry: optimizer_capabilities()
+    return optimizer
 
 
 def build_schedule(cfg, optimizer, total_steps: int, steps_per_epoch: int | None = None):
@@ -78,14 +90,11 @@ def build_schedule(cfg, optimizer, total_steps: int, steps_per_epoch: int | None
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """L-BFGS re-evaluates the loss several times per step: the trainer hands it a closure."""
-    return isinstance(optimizer, torch.optim.LBFGS)
+    return optimizer_capabilities(optimizer).closure
 
 
 def set_train_mode(optimizer: torch.optim.Optimizer, train: bool) -> None:
     """Schedule-free optimizers train at one point and evaluate at the average of the iterates:
     switch the weights (`optimizer.train()` / `optimizer.eval()`); other optimizers have one point."""
-    import schedulefree
-
-    if isinstance(optimizer, (schedulefree.AdamWScheduleFree, schedulefree.SGDScheduleFree,
-                              schedulefree.RAdamScheduleFree, schedulefree.ScheduleFreeWrapper)):
+    if optimizer_capabilities(optimizer).schedule_free:
         optimizer.train() if train else optimizer.eval()

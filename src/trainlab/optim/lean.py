@@ -33,11 +33,14 @@ import logging
 
 import torch
 from torch.optim import SGD, Adam, AdamW
+
+from .optimizers import optimizer_capabilities
 from torch.optim import optimizer as _optimizer_module
 
 log = logging.getLogger("trainlab")
 
-_KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adam"}
+# the kernel family of each `fused_kernel` an optimizer declares where it is registered (optim/__init__.py)
+_FAMILY = {"sgd": "sgd", "adam": "adam", "adamw": "adam"}
 # The private kernels each kind calls, with the signature they have in torch 2.13 (`aten::` schema:
 # name:type, `*` before the keyword-only ones); the calls below pass exactly these arguments.
 _ADAM = ("self:List[Tensor] grads:List[Tensor] exp_avgs:List[Tensor] exp_avg_sqs:List[Tensor] "
@@ -100,7 +103,9 @@ def _global_hooks() -> bool:
 class LeanStep:
     def __init__(self, optimizer: torch.optim.Optimizer, enabled: bool = True):
         self.optimizer = optimizer
-        kind = _KINDS.get(type(optimizer))
+        declared = optimizer_capabilities(optimizer).fused_kernel
+        # exactly torch's class, never a subclass: a subclass may change what step() does
+        kind = _FAMILY.get(declared) if type(optimizer) in (SGD, Adam, AdamW) else None
         fused = all(g.get("fused") for g in optimizer.param_groups)
         self.kind = kind if enabled and fused and kind is not None and kernels_match(kind) else None
         self._uniform: dict[int, tuple[int, bool]] = {}  # id(group) -> (len(params), one device and dtype)

@@ -8,6 +8,7 @@ fused kernel is used where it has one for the optimizer and device (on CPU a fus
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -18,6 +19,53 @@ from ..errors import RecipeError
 from .groups import muon_names
 
 Betas = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class OptimizerCapabilities:
+    """What the loop, the schedules and the lean step need to know about an optimizer, declared as
+    metadata where it is registered (`OPTIMIZERS.add(..., closure=True)`), never found by its type."""
+
+    closure: bool = False            # step(closure) re-evaluates the batch several times (L-BFGS)
+    schedule_free: bool = False      # train() / eval() switch between the iterate and the average
+    fused_kernel: str | None = None  # "sgd" | "adam" | "adamw": the PyTorch fused kernel its step is
+    momentum: str | None = None      # "betas" | "momentum": the group key one-cycle may cycle
+
+
+CAPABILITIES = tuple(f.name for f in fields(OptimizerCapabilities))
+
+
+def capabilities_of(meta) -> OptimizerCapabilities:
+    """The capabilities an OPTIMIZERS entry declares in its metadata."""
+    return OptimizerCapabilities(**{k: meta[k] for k in CAPABILITIES if k in meta})
+
+
+def optimizer_capabilities(optimizer: torch.optim.Optimizer) -> OptimizerCapabilities:
+    """The capabilities of a built optimizer: those its registry entry declares (`build_optimizer`
+    records the entry's name as `optimizer.trainlab_optimizer`); for an optimizer built elsewhere,
+    what its class tells (exactly SGD/Adam/AdamW have fused kernels, LBFGS a closure, ...)."""
+    name = getattr(optimizer, "trainlab_optimizer", None)
+    if name is not None:
+        from . import OPTIMIZERS
+
+        entry = OPTIMIZERS.find(name)
+        if entry is not None:
+            return capabilities_of(entry.meta)
+    return _inferred(optimizer)
+
+
+def _inferred(optimizer: torch.optim.Optimizer) -> OptimizerCapabilities:
+    import schedulefree
+
+    schedule_free = isinstance(optimizer, (schedulefree.AdamWScheduleFree, schedulefree.SGDScheduleFree,
+                                           schedulefree.RAdamScheduleFree, schedulefree.ScheduleFreeWrapper))
+    defaults = optimizer.defaults
+    return OptimizerCapabilities(
+        closure=isinstance(optimizer, torch.optim.LBFGS),
+        schedule_free=schedule_free,
+        fused_kernel={torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}.get(
+            type(optimizer)),
+        momentum="betas" if "betas" in defaults else "momentum" if "momentum" in defaults else None)
 
 
 def _groups(params) -> list[dict]:

@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from ..errors import RecipeError
+from .optimizers import optimizer_capabilities
 
 
 def constant(optimizer) -> LRScheduler:
@@ -72,13 +73,12 @@ def one_cycle(optimizer, total_steps: int, pct_start: float = 0.25, div_factor: 
     Momentum (or Adam's beta1) cycles only where every group has it; never for schedule-free
     optimizers, whose train/eval switch interpolates the weights with beta1.
     """
-    groups = optimizer.param_groups
-    has_momentum = ("betas" in optimizer.defaults and all("betas" in g for g in groups)) or (
-        "momentum" in optimizer.defaults and all(g.get("momentum", 0) > 0 for g in groups))
-    schedule_free = any("train_mode" in g for g in groups)
+    caps, groups = optimizer_capabilities(optimizer), optimizer.param_groups
+    has_momentum = (caps.momentum == "betas" and all("betas" in g for g in groups)) or (
+        caps.momentum == "momentum" and all(g.get("momentum", 0) > 0 for g in groups))
     return OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(1, total_steps),
                       pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
-                      cycle_momentum=cycle_momentum and has_momentum and not schedule_free)
+                      cycle_momentum=cycle_momentum and has_momentum and not caps.schedule_free)
 
 
 class PlateauSchedule(ReduceLROnPlateau):

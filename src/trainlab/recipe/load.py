@@ -14,11 +14,13 @@ from pydantic import BaseModel
 
 from ..data import SOURCES
 from ..data.augment import parse_augment
+from ..data.preprocess import parse_preprocess
 from ..errors import RecipeError
 from ..losses import LOSSES
 from ..models import MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..registry import format_validation_error
+from ..track.trackers import check_trackers
 from .schema import Recipe
 from .search import COMPONENT_KEY, Param, SearchSpace, check_path, parse_param, order_params, set_path
 
@@ -40,10 +42,12 @@ def check_recipe(recipe: Recipe) -> Recipe:
                 msg = msg.replace("accepted: ", "accepted: " + ", ".join(own) + ", ", 1)
             raise RecipeError(msg) from None
 
+    parse_preprocess(recipe.data.preprocess)  # names and options of data.preprocess
     parse_augment(recipe.data.augment)  # names and options of data.augment
     if recipe.loss.name != "auto":
         entry = LOSSES.get(recipe.loss.name, "loss.name")
         LOSSES.validate(entry.name, recipe.loss.options(), "loss")
+    check_trackers(recipe.output.trackers)  # output.trackers names registered trackers
     if recipe.search is not None:
         parse_space(recipe.search, recipe.to_dict())
     return recipe

@@ -12,8 +12,14 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic_core import PydanticCustomError
 
+
+
+def _recipe_error(message: str) -> PydanticCustomError:
+    """A validator's error that already names its recipe path: `format_validation_error` shows it as is."""
+    return PydanticCustomError("recipe_error", "{message}", {"message": message})
 
 
 class Section(BaseModel):
@@ -108,12 +114,11 @@ class TrainConfig(Section):
     @pydantic.field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
-        from ..metrics import metric_task
+        from ..metrics import METRICS
 
-        for name in names:
-            if metric_task(name) is None:
-                raise ValueError(f"unknown metric {name!r} (accuracy, topK_accuracy, precision|recall|f1_"
-                                 "macro|micro|weighted, auroc, average_precision, ece, mse, rmse, mae, r2)")
+        for i, name in enumerate(names):
+            if name not in METRICS:
+                raise _recipe_error(METRICS.unknown(name, f"train.metrics[{i}]"))
         return names
     checkpoint_every: int | None = Field(
         1000, ge=1, description="Also checkpoint every N optimizer steps inside an epoch (a crash loses at most N steps); "
@@ -138,8 +143,37 @@ class EarlyStoppingConfig(Section):
 class OutputConfig(Section):
     root: str = Field("runs", description="Folder under which run directories are created.")
     plots: bool = Field(True, description="Write plots/*.png at the end of training.")
-    tensorboard: bool = Field(True, description="Log losses, metrics, LR, throughput and the recipe to tb/ for TensorBoard.")
+    trackers: list[str] = Field(
+        ["tensorboard"],
+        description="Trackers that log the run besides metrics.jsonl (`trainlab list trackers`); `tensorboard`: "
+                    "losses, metrics, LR, throughput and the recipe in tb/. `[]`: none. The older "
+                    "`tensorboard: false` still works (it removes tensorboard) but is deprecated.")
     report: bool = Field(True, description="Write the self-contained report.html at the end of training.")
+    _tensorboard_false: bool = PrivateAttr(False)  # the deprecated key was given: build_trackers notes it
+
+    @pydantic.model_validator(mode="wrap")
+    @classmethod
+    def _tensorboard_flag(cls, data: Any, handler):
+        """`tensorboard: false` (recipes before `trackers`) takes tensorboard out of `trackers`;
+        `tensorboard: true` is what every older resolved recipe.yaml says, and changes nothing."""
+        flag = None
+        if isinstance(data, dict) and "tensorboard" in data:
+            data = dict(data)
+            flag = data.pop("tensorboard")
+            if not isinstance(flag, bool):
+                raise _recipe_error(f"output.tensorboard: expected true or false, got {flag!r}")
+            trackers = data.get("trackers", ["tensorboard"])
+            if flag is False and isinstance(trackers, list):
+                data["trackers"] = [t for t in trackers if t != "tensorboard"]
+        out = handler(data)
+        if flag is False:
+            out._tensorboard_false = True
+        return out
+
+    @property
+    def tensorboard(self) -> bool:
+        """Deprecated: whether `tensorboard` is among `trackers`."""
+        return "tensorboard" in self.trackers
 
 
 class Recipe(Section):

@@ -46,13 +46,9 @@ class RunSummary:
     @property
     def monitor(self) -> str:
         """The metric that picked the best checkpoint (train.monitor, resolved like the trainer does)."""
-        m = (self.recipe.get("train") or {}).get("monitor", "auto")
-        if m != "auto":
-            return m
-        has_val = any(r.get("split") == "val" for r in self.records)
-        if not has_val:
-            return "train.loss"
-        return "val.accuracy" if self.task == "classification" else "val.loss"
+        from ..metrics import resolve_monitor
+
+        return resolve_monitor(self.recipe, self.task, any(r.get("split") == "val" for r in self.records))
 
     def best(self) -> tuple[str, float | None]:
         """(monitor, its best value over the epochs logged so far)."""

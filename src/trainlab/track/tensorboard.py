@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..train.callbacks import Callback
+from ..events import Callback
 
 TB_DIR = "tb"
 

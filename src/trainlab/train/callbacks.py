@@ -1,27 +1,19 @@
-"""Callbacks see the trainer at a few events: fit start, every log_every steps, epoch end, fit end."""
+"""Callbacks see the trainer at a few events: fit start, every log_every steps, epoch end, fit end.
+
+The `Callback` base class (the event protocol) lives in trainlab.events and is re-exported here."""
 from __future__ import annotations
 
 import math
 import sys
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..events import Callback
 from ..metrics import higher_is_better
 
-
-class Callback:
-    def on_fit_start(self, trainer) -> None: ...
-    def on_step(self, trainer, logs: dict[str, Any]) -> None: ...
-    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None: ...
-    def on_fit_end(self, trainer) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+__all__ = ["Callback", "EarlyStopping", "ProgressReporter"]
 
 
 class EarlyStopping(Callback):

@@ -15,7 +15,7 @@ import torch
 
 from ..build import Parts, build_parts, set_threads
 from ..data import DataBundle
-from ..metrics import compute_metrics, higher_is_better, predict, validation_metrics
+from ..metrics import compute_metrics, higher_is_better, predict, resolve_monitor, validation_metrics
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
@@ -23,6 +23,7 @@ from ..perf import mfu, peak_flops, train_step_flops
 from ..precision import autocast, grad_scaler, precision_dtype, resolve_precision
 from ..recipe import Recipe
 from ..track.rundir import RunDir
+from ..track.trackers import build_trackers
 from .callbacks import Callback, EarlyStopping, ProgressReporter
 from .checkpoint import CheckpointWriter, load_checkpoint_state, load_model_weights, rng_state, set_rng_state
 from .determinism import set_determinism
@@ -62,9 +63,7 @@ class Trainer:
         self.lean = LeanStep(self.optimizer, cfg.lean_step)  # the fused kernel without step()'s wrapper
         self.epochs = cfg.epochs
         es = recipe.early_stopping
-        self.monitor = cfg.monitor if cfg.monitor != "auto" else (es.monitor if es is not None else (
-            ("val.accuracy" if self.task == "classification" else "val.loss") if self.bundle.val is not None
-            else "train.loss"))
+        self.monitor = resolve_monitor(recipe, self.task, self.bundle.val is not None)
         self.restore_best = es.restore_best if es is not None else True  # evaluate `best`, not `last`
         self.lr_used = base_lr(self.optimizer)  # the LR of the latest optimizer step, for the logs
         self.callbacks: list[Callback] = []
@@ -73,10 +72,7 @@ class Trainer:
         if recipe.early_stopping is not None:
             es = recipe.early_stopping
             self.callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
-        if recipe.output.tensorboard:
-            from ..track.tensorboard import TensorBoardLogger
-
-            self.callbacks.append(TensorBoardLogger())
+        self.callbacks += build_trackers(recipe)  # output.trackers (track/trackers.py)
         self.callbacks += callbacks or []
         # counters and state
         self.epoch = 0             # epochs completed

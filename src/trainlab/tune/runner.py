@@ -82,15 +82,15 @@ def load_tune_recipe(recipe: str | Path | dict, space_file: str | Path | None, o
 
 
 def _auto_objective(rec) -> str:
+    """The trainer's own monitor (see `metrics.resolve_monitor`)."""
+    from ..data import SOURCES
+    from ..metrics import resolve_monitor
+
     if rec.train.monitor != "auto":
         return rec.train.monitor
-    from ..data import SOURCES
-
-    # the task decides (as the trainer's own monitor does); building the source is the way to learn it
+    # the default depends on the task; building the source is the way to learn it
     src = SOURCES.build(rec.data.source, rec.data.options(), "data", seed=rec.seed)
-    if rec.data.val_fraction == 0:
-        return "train.loss"
-    return "val.accuracy" if src.task == "classification" else "val.loss"
+    return resolve_monitor(rec, src.task, rec.data.val_fraction > 0)
 
 
 def _public_url(url: str) -> str:
