@@ -18,6 +18,9 @@ CATALOG: dict[str, tuple[str, str]] = {
     "optimizers": ("trainlab.optim", "OPTIMIZERS"),
     "schedules": ("trainlab.optim", "SCHEDULES"),
     "augments": ("trainlab.data", "AUGMENTS"),
+    "preprocess": ("trainlab.data.preprocess", "PREPROCESS"),
+    "metrics": ("trainlab.metrics", "METRICS"),
+    "trackers": ("trainlab.track.trackers", "TRACKERS"),
 }
 
 

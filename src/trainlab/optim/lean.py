@@ -33,9 +33,9 @@ import logging
 
 import torch
 from torch.optim import SGD, Adam, AdamW
+from torch.optim import optimizer as _optimizer_module
 
 from .optimizers import optimizer_capabilities
-from torch.optim import optimizer as _optimizer_module
 
 log = logging.getLogger("trainlab")
 
