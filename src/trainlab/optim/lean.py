@@ -107,6 +107,7 @@ class LeanStep:
         # exactly torch's class, never a subclass: a subclass may change what step() does
         kind = _FAMILY.get(declared) if type(optimizer) in (SGD, Adam, AdamW) else None
         fused = all(g.get("fused") for g in optimizer.param_groups)
+        self.decoupled = declared == "adamw"  # AdamW: weight decay decoupled from the gradient
         self.kind = kind if enabled and fused and kind is not None and kernels_match(kind) else None
         self._uniform: dict[int, tuple[int, bool]] = {}  # id(group) -> (len(params), one device and dtype)
 
@@ -205,7 +206,7 @@ class LeanStep:
             steps.append(s["step"])
             if amsgrad:
                 max_sqs.append(s["max_exp_avg_sq"])
-        decoupled = group.get("decoupled_weight_decay", isinstance(self.optimizer, AdamW))
+        decoupled = group.get("decoupled_weight_decay", self.decoupled)
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
 
         def run(*args, **kwargs):
