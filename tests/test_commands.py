@@ -77,7 +77,7 @@ def _list_choices() -> list[str]:
 
 
 def test_list_kinds_are_the_catalogue_keys(capsys):
-    kinds = ["sources", "models", "losses", "optimizers", "schedules", "augments"]
+    kinds = ["sources", "models", "losses", "optimizers", "schedules", "augments", "preprocess", "metrics", "trackers"]
     assert catalog.kinds() == list(catalog.registries()) == kinds
     assert _list_choices() == kinds
     assert main(["list"]) == 0
