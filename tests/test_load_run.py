@@ -63,7 +63,10 @@ def _check_loaded(path, outputs, bundle):
     assert loaded.info.task == bundle.info.task
     assert tuple(loaded.info.input_shape) == tuple(bundle.info.input_shape)
     assert loaded.info.class_names == bundle.info.class_names
-    assert loaded.recipe.to_dict() == load_recipe(path / "recipe.yaml").to_dict() or loaded.info.kind == "tokens"
+    got_recipe, saved = loaded.recipe.to_dict(), load_recipe(path / "recipe.yaml").to_dict()
+    got_recipe["data"].pop("vocab", None)  # a text run reads its data with its own saved vocabulary
+    saved["data"].pop("vocab", None)
+    assert got_recipe == saved
     got = loaded.predict(bundle.test.x, prepared=True)
     assert got.shape == outputs.shape
     assert torch.equal(got, outputs)

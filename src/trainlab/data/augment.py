@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from ..registry import Registry
-from .preprocess import parse_steps
+from .preprocess import parse_entries
 
 AUGMENTS = Registry("augmentation", "augments", context=("num_classes",))
 Prob = Annotated[float, Field(ge=0, le=1)]
@@ -242,28 +242,9 @@ AUGMENTS.add("mixup", mixup, "mixup of sample pairs, soft targets (classificatio
 AUGMENTS.add("cutmix", cutmix, "CutMix box pasting, soft targets (classification, images)")
 
 
-def _options(name: str, arg: Any, where: str) -> dict[str, Any]:
-    """`{hflip: 0.5}` gives the entry's first option; a mapping gives options by name."""
-    if arg is None:
-        return {}
-    if isinstance(arg, dict):
-        return arg
-    first = AUGMENTS.option_names(name)
-    if not first:
-        raise RecipeError(f"{where}: {name} takes no options, got {arg!r}")
-    return {first[0]: arg}
-
-
 def parse_augment(items: list[Any]) -> list[tuple[str, dict[str, Any], str]]:
-    """(registry name, options, recipe path) per entry; checks names and options. Raises RecipeError."""
-    out = []
-    for i, (name, arg) in enumerate(parse_steps(items, "data.augment")):
-        where = f"data.augment.{i}"
-        entry = AUGMENTS.get(str(name), where)
-        opts = _options(entry.name, arg, where)
-        AUGMENTS.validate(entry.name, opts, where)
-        out.append((entry.name, opts, where))
-    return out
+    """(registry name, options, recipe path) per `data.augment` entry. Raises RecipeError."""
+    return parse_entries(items, AUGMENTS, "data.augment")
 
 
 class Augment:

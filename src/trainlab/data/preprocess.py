@@ -78,28 +78,31 @@ def parse_steps(items: list[Any], where: str = "data.preprocess") -> list[tuple[
     return steps
 
 
-def _options(name: str, arg: Any, where: str) -> dict[str, Any]:
-    """`{normalize: minmax}` gives the entry's first option; a mapping gives options by name."""
-    if arg is None:
-        return {}
-    if isinstance(arg, dict):
-        return arg
-    first = PREPROCESS.option_names(name)
-    if not first:
-        raise RecipeError(f"{where}: {name} takes no options, got {arg!r}")
-    return {first[0]: arg}
+def parse_entries(items: list[Any], registry, where: str) -> list[tuple[str, dict[str, Any], str]]:
+    """A list of registry steps (`data.preprocess`, `data.augment`): (registry name, options, recipe
+    path) per step, names and options checked. `{name: value}` gives the entry's first option, a
+    mapping gives options by name. Raises RecipeError."""
+    out = []
+    for i, (name, arg) in enumerate(parse_steps(items, where)):
+        at = f"{where}.{i}"
+        entry = registry.get(str(name), at)
+        if arg is None:
+            opts = {}
+        elif isinstance(arg, dict):
+            opts = arg
+        else:
+            first = registry.option_names(entry.name)
+            if not first:
+                raise RecipeError(f"{at}: {entry.name} takes no options, got {arg!r}")
+            opts = {first[0]: arg}
+        registry.validate(entry.name, opts, at)
+        out.append((entry.name, opts, at))
+    return out
 
 
 def parse_preprocess(items: list[Any]) -> list[tuple[str, dict[str, Any], str]]:
-    """(registry name, options, recipe path) per step; checks names and options. Raises RecipeError."""
-    out = []
-    for i, (name, arg) in enumerate(parse_steps(items)):
-        where = f"data.preprocess.{i}"
-        entry = PREPROCESS.get(str(name), where)
-        opts = _options(entry.name, arg, where)
-        PREPROCESS.validate(entry.name, opts, where)
-        out.append((entry.name, opts, where))
-    return out
+    """(registry name, options, recipe path) per `data.preprocess` step. Raises RecipeError."""
+    return parse_entries(items, PREPROCESS, "data.preprocess")
 
 
 def build_preprocess(items: list[Any]) -> list[Any]:
