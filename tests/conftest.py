@@ -42,3 +42,23 @@ def write_recipe(tmp_path):
 
 needs_fmnist = pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
                                   reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+
+# --- the fuzzer's count (tests/test_fuzz.py): how many generated cases ran, by exit status ---------------
+
+def pytest_configure(config):
+    from collections import Counter
+
+    config.fuzz_cases = Counter()
+
+
+@pytest.fixture(scope="session")
+def fuzz_cases(request):
+    return request.config.fuzz_cases
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    cases = getattr(config, "fuzz_cases", None)
+    if cases:
+        by_status = ", ".join(f"exit {rc}: {n}" for rc, n in sorted(cases.items()))
+        terminalreporter.write_line(f"fuzz: {sum(cases.values())} generated cases ran ({by_status})")

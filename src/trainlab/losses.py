@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import RecipeError
 from .registry import Registry
 
 LOSSES = Registry("loss", "losses", context=("info",))
@@ -32,12 +33,19 @@ def mse() -> nn.Module:
     return _MSE()
 
 
-LOSSES.add("cross_entropy", cross_entropy, "softmax cross-entropy with optional label smoothing", aliases=("ce",))
-LOSSES.add("mse", mse, "mean squared error for regression", aliases=("l2",))
+# `tasks`: the data a loss is for; a recipe that pairs a loss with other data is refused before training
+LOSSES.add("cross_entropy", cross_entropy, "softmax cross-entropy with optional label smoothing", aliases=("ce",),
+           tasks=("classification",))
+LOSSES.add("mse", mse, "mean squared error for regression", aliases=("l2",), tasks=("regression",))
 
 
 def build_loss(cfg, info) -> nn.Module:
     name = cfg.name
     if name == "auto":
         name = "cross_entropy" if info.task == "classification" else "mse"
+    tasks = LOSSES.get(name, "loss.name").meta.get("tasks")
+    if tasks and info.task not in tasks:
+        fits = [e.name for e in LOSSES.entries() if info.task in e.meta.get("tasks", (info.task,))]
+        raise RecipeError(f"loss.name: {name!r} is a loss for {' or '.join(tasks)}, but the data is "
+                          f"{info.task}; use auto or one of: {', '.join(fits)}")
     return LOSSES.build(name, cfg.options(), "loss", info=info)
