@@ -251,8 +251,16 @@ def test_fuzz_csv(table, command, opts, fuzz_cases):
     with case_dir() as d:
         (d / "t.csv").write_bytes(data)
         (d / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        what = f"csv ({damage}, {opts}):\n{data[:600]!r}"
         rc, out, err = run_case([command, "recipe.yaml"], d, fuzz_cases)
-        check_outcome(rc, out, err, d / "runs", f"csv ({damage}, {opts}):\n{data[:600]!r}")
+        check_outcome(rc, out, err, d / "runs", what)
+        if rc == 0 and command == "train":  # the trained run, read back by the commands that read runs
+            run = next((d / "runs").iterdir())
+            for argv in (["evaluate", str(run), "--split",
+                          "test" if opts["test_fraction"] else "val" if opts["val_fraction"] else "train"],
+                         ["runs", "runs"], ["summary", str(run)]):
+                rc, out, err = run_case(argv, d, fuzz_cases)
+                check_outcome(rc, out, err, d / "runs", f"{' '.join(argv[:1])} of {what}")
 
 
 # --- text files ---------------------------------------------------------------------------------------
