@@ -43,20 +43,33 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     recipe = load_recipe(recipe, overrides)
     # build everything before the run directory exists: bad input leaves nothing behind
     trainer = Trainer(recipe, progress=progress, callbacks=callbacks)
-    rd = RunDir.create(recipe.output.root, recipe.name, run_dir)
-    trainer.run_dir = rd
+    with RunDir.create(recipe.output.root, recipe.name, run_dir) as rd:  # created and locked: ours alone
+        trainer.run_dir = rd
+        try:
+            _start_run(trainer, rd)
+        except KeyboardInterrupt:
+            _mark(rd, status="interrupted", reason="KeyboardInterrupt", step=0)
+            raise
+        except BaseException as e:  # e.g. a full disk: the run is marked failed, as far as the disk allows
+            _mark(rd, status="failed", error=f"{type(e).__name__}: {e}", step=0)
+            raise
+        return _fit_and_finish(trainer, rd)
+
+
+def _start_run(trainer, rd: RunDir) -> None:
+    """What a new run directory holds before the first step: recipe, env.json, data state, vocabulary."""
+    from .data import save_data_state
+
+    recipe = trainer.recipe
     rd.write_recipe(recipe)
     rd.write_env(device=str(trainer.device), seed=recipe.seed, threads=torch.get_num_threads(),
                  extra={"status": "running", "data": trainer.bundle.info.to_dict(),
                         "determinism": trainer.determinism})
-    from .data import save_data_state
-
     save_data_state(rd, trainer.bundle)  # split sizes and indices, fitted preprocessing
     for note in trainer.bundle.info.notes:  # rows dropped, cells imputed: said once, never silent
         print(f"trainlab: data: {note}", file=sys.stderr, flush=True)
     if "vocab" in trainer.bundle.info.extra:  # text: evaluation must map tokens to the same ids
         rd.write_json("data/vocab.json", trainer.bundle.info.extra["vocab"])
-    return _fit_and_finish(trainer, rd)
 
 
 def resume(run_dir: str | Path, progress: bool = True, callbacks: list | None = None) -> Run:
@@ -69,16 +82,32 @@ def resume(run_dir: str | Path, progress: bool = True, callbacks: list | None = 
     from .train import Trainer
     from .train.recovery import resume_latest
 
-    rd = RunDir.open(run_dir)
-    env = rd.read_json("env.json") if (rd.path / "env.json").is_file() else {}
-    if env.get("status") == "finished":
-        raise RunDirError(f"{rd.path}: the run already finished; nothing to resume")
-    recipe = load_recipe(rd.recipe_path)
-    trainer = Trainer(recipe, run_dir=rd, progress=progress, callbacks=callbacks)
-    used = resume_latest(trainer)
-    rd.update_env(status="running", resumes=[*env.get("resumes", []), {**used, "time": _now()}],
-                  **process_identity())
-    return _fit_and_finish(trainer, rd)
+    with RunDir.open(run_dir).lock() as rd:  # a run another process writes is refused here
+        env = rd.read_json("env.json") if (rd.path / "env.json").is_file() else {}
+        if env.get("status") == "finished":
+            raise RunDirError(f"{rd.path}: the run already finished; nothing to resume")
+        _refuse_live_writer(rd, env)
+        recipe = load_recipe(rd.recipe_path)
+        trainer = Trainer(recipe, run_dir=rd, progress=progress, callbacks=callbacks)
+        used = resume_latest(trainer)
+        rd.update_env(status="running", resumes=[*env.get("resumes", []), {**used, "time": _now()}],
+                      **process_identity())
+        return _fit_and_finish(trainer, rd)
+
+
+def _refuse_live_writer(rd: RunDir, env: dict[str, Any]) -> None:
+    """env.json says running and names a process alive on this host (one that took no lock, e.g. a
+    trainlab from before locks): that process still writes the run."""
+    import os
+    import platform
+
+    from .track.runs import process_gone
+
+    pid = env.get("pid")
+    if env.get("status") == "running" and env.get("host") == platform.node() and isinstance(pid, int) \
+            and pid != os.getpid() and not process_gone(env):
+        raise RunDirError(f"{rd.path}: in use by pid {pid} on {env['host']} since {env.get('start', '?')} "
+                          "(env.json says running and that process is alive; wait for it to end, or stop it)")
 
 
 def _fit_and_finish(trainer, rd: RunDir) -> Run:
@@ -253,16 +282,16 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     from .losses import build_loss
     from .track.evaluation import write_evaluation
 
-    rd = RunDir.open(run_dir)
-    _existing_checkpoint(rd, checkpoint, fallback=False)  # evaluating `best` of a run without one is an error
-    run = load_run(rd.path, checkpoint)
-    set_threads(run.recipe)
-    recipe = run.recipe
-    seed_everything(recipe.seed)
-    bundle = build_data(recipe.data, recipe.seed, load_preprocess_state(rd.path))
-    _check_same_data(rd, run.info, bundle)
-    return write_evaluation(rd, recipe, bundle, run.model, build_loss(recipe.loss, bundle.info), run.device,
-                            run.channels_last, split, checkpoint, run.epoch)
+    with RunDir.open(run_dir).lock() as rd:  # it writes eval/ and plots/: one writer at a time
+        _existing_checkpoint(rd, checkpoint, fallback=False)  # evaluating `best` of a run without one is an error
+        run = load_run(rd.path, checkpoint)
+        set_threads(run.recipe)
+        recipe = run.recipe
+        seed_everything(recipe.seed)
+        bundle = build_data(recipe.data, recipe.seed, load_preprocess_state(rd.path))
+        _check_same_data(rd, run.info, bundle)
+        return write_evaluation(rd, recipe, bundle, run.model, build_loss(recipe.loss, bundle.info), run.device,
+                                run.channels_last, split, checkpoint, run.epoch)
 
 
 def _check_same_data(rd: RunDir, info: DataInfo, bundle: DataBundle) -> None:
@@ -278,12 +307,12 @@ def report(run_dir: str | Path, output: str | Path | None = None) -> Path:
     when no eval/test.json exists yet, so a run directory alone is enough."""
     from .track.report import write_report
 
-    rd = RunDir.open(run_dir)
-    if not (rd.path / "eval" / "test.json").is_file():
-        which = next((c for c in ("best", "last") if (rd.checkpoint(c) / "model.safetensors").is_file()), None)
-        if which is not None:
-            evaluate(rd.path, "test", which)
-    return write_report(rd.path, output, schedule=lambda records: _replayed_lrs(rd, records))
+    with RunDir.open(run_dir).lock() as rd:  # reentrant: the evaluate() below takes it again
+        if not (rd.path / "eval" / "test.json").is_file():
+            which = next((c for c in ("best", "last") if (rd.checkpoint(c) / "model.safetensors").is_file()), None)
+            if which is not None:
+                evaluate(rd.path, "test", which)
+        return write_report(rd.path, output, schedule=lambda records: _replayed_lrs(rd, records))
 
 
 def _replayed_lrs(rd: RunDir, records: list[dict[str, Any]]) -> list[tuple[int, float]] | None:

@@ -164,10 +164,14 @@ def lr_find(recipe, overrides: list[str] | None = None, run_dir: str | Path | No
             if (out / rel).exists():
                 raise RunDirError(f"--run-dir {out}: {rel} exists (nothing is overwritten)")
     result = lr_range_test(trainer, **options)
-    rd = RunDir(out) if out is not None else RunDir.create(recipe.output.root, f"{recipe.name}-lr-find")
-    rd.path.mkdir(parents=True, exist_ok=True)
-    if not rd.recipe_path.exists():
-        rd.write_recipe(recipe)
-    rd.write_json("lr_find.json", result.to_dict())
-    atomic_write(rd.plot("lr_find.png"), plot_lr_find(result, f"{recipe.name}: {recipe.optim.name}"))
+    if out is None:
+        rd = RunDir.create(recipe.output.root, f"{recipe.name}-lr-find")  # created and locked
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        rd = RunDir(out).lock()  # --run-dir may be a run: not while another process writes it
+    with rd:
+        if not rd.recipe_path.exists():
+            rd.write_recipe(recipe)
+        rd.write_json("lr_find.json", result.to_dict())
+        atomic_write(rd.plot("lr_find.png"), plot_lr_find(result, f"{recipe.name}: {recipe.optim.name}"))
     return result, rd.path

@@ -42,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
                             else f"no run directories under {args.root}")
     if any(r["stale"] for r in rows):
         console.print("† env.json says running, but its process no longer exists (killed?)")
+    for r in rows:
+        if r.get("damaged"):  # plain text: file names and parser messages are not markup
+            console.print(f"damaged: {r['run']}: {r['damaged']}", markup=False, highlight=False)
     return 0

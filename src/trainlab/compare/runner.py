@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..recipe import Recipe, load_recipe
+from ..track.rundir import safe_name
 from .protocol import (
     CHECKS_PER_EPOCH,
     DEFAULT_OPTIMIZERS,
@@ -121,11 +122,12 @@ def _out_folder(base: Recipe, out: str | Path | None) -> Path:
             raise CompareError(f"--out {p}: exists and is not an empty folder (nothing is overwritten)")
         return p
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    p = Path(base.output.root) / "compare" / f"{base.name}-{stamp}"
+    name = safe_name(base.name)  # `name: ../x` must not put the folder outside output.root
+    p = Path(base.output.root) / "compare" / f"{name}-{stamp}"
     i = 1
     while p.exists():
         i += 1
-        p = Path(base.output.root) / "compare" / f"{base.name}-{stamp}-{i}"
+        p = Path(base.output.root) / "compare" / f"{name}-{stamp}-{i}"
     return p
 
 

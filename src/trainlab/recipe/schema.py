@@ -179,7 +179,8 @@ class OutputConfig(Section):
 class Recipe(Section):
     """A whole run: data → model → loss → optimizer and schedule → training → output."""
 
-    name: str = Field("run", description="Run name; the run directory is `<root>/<name>-<timestamp>`.")
+    name: str = Field("run", description="Run name; the run directory is `<root>/<name>-<timestamp>`, with the name "
+                                         "made a safe file name (letters, digits, `.-_`; others become `_`; a note says so).")
     seed: int = Field(0, description="Seed for splits, initialization, data order and augmentation.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

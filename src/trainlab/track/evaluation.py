@@ -50,7 +50,7 @@ def write_evaluation(rd: RunDir | None, recipe, bundle, model, loss_fn, device, 
 def write_outputs(rd: RunDir, split: str, outputs: torch.Tensor, targets: torch.Tensor) -> None:
     from safetensors.torch import save
 
-    atomic_write(rd.path / outputs_name(split),
+    atomic_write(rd.inside(outputs_name(split)),
                  save({"outputs": outputs.contiguous(), "targets": targets.contiguous()}))
 
 

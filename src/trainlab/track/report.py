@@ -29,7 +29,7 @@ def write_report(run_dir: str | Path, path: str | Path | None = None, schedule: 
     every step replayed from the recipe (`trainlab.build.scheduled_lrs`), drawn when the run has
     no plots/lr.png of its own."""
     rd = RunDir.open(run_dir)
-    out = Path(path) if path else rd.path / REPORT
+    out = Path(path) if path else rd.inside(REPORT)
     atomic_write(out, build_report(rd, schedule))
     return out
 

@@ -7,6 +7,8 @@ except that a "running" run whose process is gone is reported as "interrupted" w
 The process is gone when env.json's host is this machine and its pid no longer exists, or now
 belongs to a process that started at another time than the recorded one (`pid_start`), i.e. a
 reused pid. Runs written on another host keep "running": they cannot be checked from here.
+A run whose recipe.yaml, env.json, metrics.jsonl or eval/test.json cannot be read is listed with
+status "damaged" and the reason (`damaged`), and the listing goes on.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class RunSummary:
     env: dict[str, Any]
     records: list[dict[str, Any]] = field(repr=False, default_factory=list)
     test: dict[str, Any] | None = None
+    damaged: str | None = None  # why some of its files could not be read
 
     @property
     def name(self) -> str:
@@ -68,6 +71,8 @@ class RunSummary:
 
     def status(self) -> tuple[str, bool]:
         """(status, stale): see the module docstring."""
+        if self.damaged:
+            return "damaged", False
         status = self.env.get("status", "unknown")
         if status == "running" and process_gone(self.env):
             return "interrupted", True
@@ -114,20 +119,48 @@ def _time(s: Any) -> dt.datetime | None:
 
 
 def load_run(path: str | Path) -> RunSummary:
+    """What a run wrote. Files that cannot be read count as empty and are named in `damaged`."""
     rd = RunDir.open(path)
+    problems: list[str] = []
     try:
-        recipe = yaml.safe_load(rd.recipe_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise RunDirError(f"{rd.recipe_path}: not valid YAML ({e})") from None
-    env = _read_json(rd.path / "env.json") or {}
-    return RunSummary(rd.path, recipe, env, rd.metrics(), _read_json(rd.path / "eval" / "test.json"))
+        recipe = yaml.safe_load(rd.recipe_path.read_text())
+        if not isinstance(recipe, dict):
+            problems.append("recipe.yaml: not a mapping")
+            recipe = {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        problems.append(f"recipe.yaml: {_first_line(e)}")
+        recipe = {}
+    env = _read_json(rd.path / "env.json", problems) or {}
+    try:
+        records = rd.metrics()
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"metrics.jsonl: {_first_line(e)}")
+        records = []
+    if any(not isinstance(r, dict) for r in records):
+        problems.append("metrics.jsonl: lines that are not records")
+        records = [r for r in records if isinstance(r, dict)]
+    test = _read_json(rd.path / "eval" / "test.json", problems)
+    return RunSummary(rd.path, recipe, env, records, test, "; ".join(problems) or None)
 
 
-def _read_json(p: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+def _read_json(p: Path, problems: list[str] | None = None) -> dict[str, Any] | None:
+    """The JSON object in `p`; None if missing or unreadable (then noted in `problems`)."""
+    if not p.exists():
         return None
+    try:
+        obj = json.loads(p.read_text())
+        if isinstance(obj, dict):
+            return obj
+        why = "not a JSON object"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = _first_line(e)
+    if problems is not None:
+        problems.append(f"{p.parent.name + '/' if p.parent.name == 'eval' else ''}{p.name}: {why}")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def find_runs(root: str | Path) -> list[RunSummary]:
@@ -147,7 +180,7 @@ def find_runs(root: str | Path) -> list[RunSummary]:
                 else:
                     nxt.append(child)
         frontier = nxt
-    return sorted(found, key=lambda r: (r.env.get("start") or "", r.name))
+    return sorted(found, key=lambda r: (str(r.env.get("start") or ""), r.name))
 
 
 def resolve_run(arg: str, root: str | Path) -> RunSummary:
@@ -160,7 +193,19 @@ def resolve_run(arg: str, root: str | Path) -> RunSummary:
 
 
 def summary_row(r: RunSummary) -> dict[str, Any]:
-    """One row of `trainlab runs` (also its --json form)."""
+    """One row of `trainlab runs` (also its --json form); a run whose files hold values of the wrong
+    kinds is a "damaged" row, never an error that ends the listing."""
+    try:
+        return {**_row(r), "damaged": r.damaged}
+    except (AttributeError, TypeError, ValueError, KeyError) as e:  # e.g. `optim: 3` in recipe.yaml
+        why = f"{type(e).__name__}: {_first_line(e)}"
+        return {"run": r.name, "path": str(r.path), "date": "", "model": "?", "optimizer": "?", "epochs": 0,
+                "epochs_planned": 0, "monitor": "", "best": None, "test_metric": "", "test": None,
+                "duration_s": None, "status": "damaged", "stale": False,
+                "damaged": "; ".join(filter(None, [r.damaged, why]))}
+
+
+def _row(r: RunSummary) -> dict[str, Any]:
     optim = r.recipe.get("optim") or {}
     monitor, best = r.best()
     test_key, test = r.test_metric()

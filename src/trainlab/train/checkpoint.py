@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -226,10 +227,31 @@ def _replace(tmp: Path, folder: Path, previous: Path | None) -> None:
 
 
 def _temp_folder(folder: Path) -> Path:
+    """A new temporary sibling of `folder`, named with this process's pid; removes the temporary
+    folders left by processes killed mid-write, never those of a process still alive."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(".*.trash-*")]:
-        shutil.rmtree(stale, ignore_errors=True)  # left by a process killed mid-write
-    return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+        if _left_by_dead_process(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-{os.getpid()}-"))
+
+
+def _left_by_dead_process(name: str) -> bool:
+    """For `.last.tmp-PID-xxxx` and `.previous.trash-PID`: whether process PID is gone. A name
+    without a pid (written before pids were) counts as left behind."""
+    m = re.search(r"\.(?:tmp|trash)-(\d+)(?:-|$)", name)
+    if m is None:
+        return True
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False  # this process's own write in flight (its failures remove their folder themselves)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def write_checkpoint(folder: Path, snap: Snapshot, previous: Path | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..recipe import apply_overrides, parse_recipe, read_yaml
-from ..track.rundir import atomic_write
+from ..track.rundir import atomic_write, safe_name
 from ..recipe import parse_space
 from .study import (
     PRUNERS,
@@ -91,6 +91,15 @@ def _auto_objective(rec) -> str:
     # the default depends on the task; building the source is the way to learn it
     src = SOURCES.build(rec.data.source, rec.data.options(), "data", seed=rec.seed)
     return resolve_monitor(rec, src.task, rec.data.val_fraction > 0)
+
+
+def _study_name(name: str) -> str:
+    """The study's name, also its folder's (runs/tune/<name>): made a safe file name, with a note."""
+    safe = safe_name(name, default="study")
+    if safe != name:
+        print(f"trainlab: note: study name {name!r} is not a safe folder name; using {safe!r}",
+              file=sys.stderr, flush=True)
+    return safe
 
 
 def _public_url(url: str) -> str:
@@ -195,7 +204,7 @@ def tune(recipe: str | Path | dict, trials: int = 20, space: str | Path | None =
     sp = parse_space(space_raw, base, probe=False)
     if sampler == "grid":
         sp.grid()  # raises for continuous or conditional parameters
-    name = study or rec.name
+    name = _study_name(study or rec.name)
     folder = Path(run_dir) if run_dir is not None else Path(rec.output.root) / "tune" / name
     if storage is None:
         url = f"sqlite:///{(folder / 'study.db').resolve()}"

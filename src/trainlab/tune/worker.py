@@ -163,7 +163,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: 
         except optuna.TrialPruned as e:
             state, note, tell = "pruned", str(e), {"state": TrialState.PRUNED}
             if (run_dir / "env.json").is_file():
-                RunDir(run_dir).update_env(status="pruned", error=None, stop_reason=str(e))
+                with RunDir(run_dir).lock() as rd:  # the trial's run: one writer at a time
+                    rd.update_env(status="pruned", error=None, stop_reason=str(e))
         except Exception as e:  # noqa: BLE001 -- any error fails this trial, never the study
             error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
             _set_attrs(trial, error=error)
