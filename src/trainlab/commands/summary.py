@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import _trust
 from ._console import console
 
 NAME = "summary"
@@ -15,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     p.add_argument("--depth", type=int, default=2, help="show modules nested up to this depth (default 2)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _trust.add_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.recipe).is_dir():  # a run directory: its trained model, without its data
         if args.set:
             raise TrainlabError("summary RUN_DIR shows the run as trained: give no --set with it")
-        s = summarize(run_dir=args.recipe, max_depth=args.depth)
+        s = summarize(run_dir=args.recipe, max_depth=args.depth, trust_code=args.trust_code)
     else:
         s = summarize(load_recipe(args.recipe, args.set), max_depth=args.depth)
     if args.json:

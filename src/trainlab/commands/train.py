@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import TrainlabError
+from . import _trust
 from ._console import console
 
 NAME = "train"
@@ -17,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="write the run here instead of <output.root>/<name>-<time>")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted or crashed run from its newest complete checkpoint")
+    _trust.add_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         if args.recipe or args.set or args.run_dir:
             raise TrainlabError("train --resume RUN_DIR continues a run with its own recipe: "
                                 "give no recipe, --set or --run-dir with it")
-        result = resume(args.resume)
+        result = resume(args.resume, trust_code=args.trust_code)
     elif args.recipe:
         result = train(args.recipe, args.set, args.run_dir)
     else:
