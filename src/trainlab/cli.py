@@ -70,8 +70,16 @@ def report_error(e: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(e)
     code, line = exit_status(e)
-    print(f"trainlab: {line}", file=sys.stderr)
+    # plain print, so markup in a name shows as written; control characters (a file name may hold
+    # an escape sequence: a hyperlink, a cleared screen) are shown as \x.. instead of obeyed
+    print(f"trainlab: {printable(line)}", file=sys.stderr)
     return code
+
+
+def printable(text: str) -> str:
+    """`text` with C0 (but tab and newline) and C1 control characters, and DEL, written as \\xNN."""
+    return "".join(f"\\x{ord(c):02x}" if (ord(c) < 32 and c not in "\t\n") or 127 <= ord(c) < 160 else c
+                   for c in text)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..api import evaluate
     from ..track.tables import metrics_table, per_class_table
 
@@ -26,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
                                    f"{m['samples']} samples"))
     if m.get("per_class"):
         console.print(per_class_table(m["per_class"]))
-    console.print(f"wrote {args.run_dir}/eval/{args.split}.json")
+    console.print(f"wrote {escape(args.run_dir)}/eval/{args.split}.json")
     return 0

@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..api import report
 
-    console.print(f"wrote {report(args.run_dir, args.output, trust_code=args.trust_code)}")
+    console.print(f"wrote {escape(str(report(args.run_dir, args.output, trust_code=args.trust_code)))}")
     return 0

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from pathlib import Path
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    table = Table(title=f"{s['model']} on inputs {tuple(s['input_shape'])} → {s['outputs']} outputs",
+    table = Table(title=f"{escape(s['model'])} on inputs {tuple(s['input_shape'])} → {s['outputs']} outputs",
                   title_justify="left")
     for col, just in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
                       ("FLOPs/sample", "right")):
@@ -45,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     for r in s["layers"]:
         shape = ("(" + ", ".join(map(str, r["output_shape"])) + ")" if isinstance(r["output_shape"], list)
                  else r["output_shape"])
-        table.add_row("  " * (r["depth"] - 1) + r["name"].split(".")[-1] if r["depth"] > 1 else r["name"], r["type"],
-                      shape, f"{r['params']:,}", human(r["flops_forward"]) if r["flops_forward"] else "")
+        name = "  " * (r["depth"] - 1) + r["name"].split(".")[-1] if r["depth"] > 1 else r["name"]
+        table.add_row(escape(name), escape(r["type"]),  # a custom model's own module and class names
+                      escape(str(shape)), f"{r['params']:,}", human(r["flops_forward"]) if r["flops_forward"] else "")
     console.print(table)
     m = s["memory_bytes"]
     console.print(f"parameters: {s['params_total']:,} total, {s['params_trainable']:,} trainable")

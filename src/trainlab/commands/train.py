@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..api import resume, train
 
     if args.resume:
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     shown = ", ".join(f"{k} {m[k]:.4f}" for k in HEADLINE if isinstance(m.get(k), float))
     if result.stop_reason:
-        console.print(result.stop_reason)
+        console.print(escape(result.stop_reason))  # names the monitored metric
     console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")
     from ..perf import summary_line  # model FLOP utilization and the thread count (issue 9)
 
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     mfu_line = summary_line(result.history, env.get("threads"), env.get("precision"))
     if mfu_line:
         console.print(mfu_line, highlight=False)
-    console.print(f"run directory: {result.path}")
+    console.print(f"run directory: {escape(str(result.path))}")
     return 0
