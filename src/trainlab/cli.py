@@ -9,6 +9,7 @@ import traceback
 from .commands import COMMANDS, Commands
 from .commands._console import console  # noqa: F401 - the console every command prints through
 from .errors import TrainlabError
+from .redact import redact
 
 
 def build_parser(commands: Commands = COMMANDS) -> argparse.ArgumentParser:
@@ -72,7 +73,7 @@ def report_error(e: BaseException, debug: bool) -> int:
     code, line = exit_status(e)
     # plain print, so markup in a name shows as written; control characters (a file name may hold
     # an escape sequence: a hyperlink, a cleared screen) are shown as \x.. instead of obeyed
-    print(f"trainlab: {printable(line)}", file=sys.stderr)
+    print(f"trainlab: {printable(redact(line))}", file=sys.stderr)  # a URL's password is never shown
     return code
 
 

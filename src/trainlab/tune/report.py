@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.markup import escape
 from rich.table import Table
 
+from ..redact import redact_all
 from ..track.html import figure, render
 from ..track.rundir import atomic_write
 from .study import direction_of, progress, retried_numbers
@@ -150,7 +151,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         "states": p.by_state, "retried": sorted(retried_numbers(trials)),
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
         "baseline": None if base is None else {"number": base.number, "value": base.value},
-        **{k: v for k, v in study.user_attrs.items() if k in ("objective", "target_trials", "storage")},
+        **{k: redact_all(v) for k, v in study.user_attrs.items() if k in ("objective", "target_trials", "storage")},
     }
 
 
