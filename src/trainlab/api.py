@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +73,14 @@ def _start_run(trainer, rd: RunDir) -> None:
         rd.write_json("data/vocab.json", trainer.bundle.info.extra["vocab"])
 
 
-def resume(run_dir: str | Path, progress: bool = True, callbacks: list | None = None) -> Run:
+def resume(run_dir: str | Path, progress: bool = True, callbacks: list | None = None,
+           trust_code: bool = False) -> Run:
     """Continue a stopped, interrupted or crashed run from its newest complete checkpoint, with its own recipe.
 
     Restores weights, optimizer, schedule, early stopping, every RNG and the loader's position in
     the epoch, so on the CPU the run ends bitwise as it would have uninterrupted. Damaged
-    checkpoints are skipped with a warning. Raises RunDirError for a missing or finished run.
+    checkpoints are skipped with a warning. Raises RunDirError for a missing or finished run, and
+    for a run whose model is user code (`model: custom`) unless `trust_code` (see `require_trust`).
     """
     from .train import Trainer
     from .train.recovery import resume_latest
@@ -88,6 +91,7 @@ def resume(run_dir: str | Path, progress: bool = True, callbacks: list | None = 
             raise RunDirError(f"{rd.path}: the run already finished; nothing to resume")
         _refuse_live_writer(rd, env)
         recipe = load_recipe(rd.recipe_path)
+        require_trust(rd.path, recipe, trust_code)
         trainer = Trainer(recipe, run_dir=rd, progress=progress, callbacks=callbacks)
         used = resume_latest(trainer)
         rd.update_env(status="running", resumes=[*env.get("resumes", []), {**used, "time": _now()}],
@@ -216,17 +220,20 @@ class LoadedRun:
                        self.channels_last, self.recipe.train.precision)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> LoadedRun:
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None,
+             trust_code: bool = False) -> LoadedRun:
     """The trained model of a run directory, in eval mode, built from the directory alone (its
     recipe, data/info.json, fitted preprocessing, vocabulary and checkpoint): the training data is
     never read. `checkpoint`: best (falls back to last when the run kept no best) or last;
-    `device`: default the recipe's `train.device`. Raises RunDirError for a missing or damaged run."""
+    `device`: default the recipe's `train.device`. Raises RunDirError for a missing or damaged run,
+    and for a run whose model is user code (`model: custom`) unless `trust_code` (see `require_trust`)."""
     from .data import fitted_preprocess, load_preprocess_state
     from .train.checkpoint import load_model_weights
 
     rd = RunDir.open(run_dir)
     which = _existing_checkpoint(rd, checkpoint)
     recipe = _run_recipe(rd)
+    require_trust(rd.path, recipe, trust_code)
     info, vocab = _run_info(rd)
     dev = torch.device(device) if isinstance(device, torch.device) else resolve_device(
         device or recipe.train.device)
@@ -274,9 +281,10 @@ def _run_info(rd: RunDir) -> tuple[DataInfo, dict[str, Any] | None]:
     return info, vocab
 
 
-def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
-    """Evaluate a run's checkpoint on a split of its data: the model from `load_run`, the data
-    rebuilt from the recipe with the run's own fitted preprocessing (never refitted)."""
+def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
+             trust_code: bool = False) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on a split of its data: the model from `load_run` (`trust_code`
+    as there), the data rebuilt from the recipe with the run's own fitted preprocessing (never refitted)."""
     from .build import seed_everything
     from .data import build_data, load_preprocess_state
     from .losses import build_loss
@@ -284,7 +292,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
 
     with RunDir.open(run_dir).lock() as rd:  # it writes eval/ and plots/: one writer at a time
         _existing_checkpoint(rd, checkpoint, fallback=False)  # evaluating `best` of a run without one is an error
-        run = load_run(rd.path, checkpoint)
+        run = load_run(rd.path, checkpoint, trust_code=trust_code)
         set_threads(run.recipe)
         recipe = run.recipe
         seed_everything(recipe.seed)
@@ -302,17 +310,32 @@ def _check_same_data(rd: RunDir, info: DataInfo, bundle: DataBundle) -> None:
             raise DataError(f"{rd.path}: the data no longer matches the run: {what} was {then}, is now {again}")
 
 
-def report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+def report(run_dir: str | Path, output: str | Path | None = None, trust_code: bool = False) -> Path:
     """Write the run's self-contained report.html (or `output`); evaluates the test split first
-    when no eval/test.json exists yet, so a run directory alone is enough."""
+    when no eval/test.json exists yet, so a run directory alone is enough (`trust_code`: as for
+    `load_run`, needed only then)."""
     from .track.report import write_report
 
     with RunDir.open(run_dir).lock() as rd:  # reentrant: the evaluate() below takes it again
         if not (rd.path / "eval" / "test.json").is_file():
             which = next((c for c in ("best", "last") if (rd.checkpoint(c) / "model.safetensors").is_file()), None)
             if which is not None:
-                evaluate(rd.path, "test", which)
+                evaluate(rd.path, "test", which, trust_code=trust_code)
         return write_report(rd.path, output, schedule=lambda records: _replayed_lrs(rd, records))
+
+
+def require_trust(run_dir: Path, recipe: Recipe, trust_code: bool) -> None:
+    """Refuse to build a run's model when that would run code that is not trainlab's (`model: custom`
+    names a Python file or module) unless the caller trusts it: `trust_code`, `--trust-code` or
+    TRAINLAB_TRUST_CODE=1. A run directory may come from someone else; its recipe is data, its
+    custom model is a program."""
+    from .models import user_code
+
+    code = user_code(recipe.model)
+    if code and not (trust_code or os.environ.get("TRAINLAB_TRUST_CODE") == "1"):
+        raise RunDirError(f"{run_dir}: its model is user code (model: custom) and loading it would run {code}; "
+                          "if you trust it, pass --trust-code (or set TRAINLAB_TRUST_CODE=1; "
+                          "in Python: trust_code=True)")
 
 
 def _replayed_lrs(rd: RunDir, records: list[dict[str, Any]]) -> list[tuple[int, float]] | None:

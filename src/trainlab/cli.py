@@ -9,6 +9,7 @@ import traceback
 from .commands import COMMANDS, Commands
 from .commands._console import console  # noqa: F401 - the console every command prints through
 from .errors import TrainlabError
+from .redact import redact
 
 
 def build_parser(commands: Commands = COMMANDS) -> argparse.ArgumentParser:
@@ -70,8 +71,16 @@ def report_error(e: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(e)
     code, line = exit_status(e)
-    print(f"trainlab: {line}", file=sys.stderr)
+    # plain print, so markup in a name shows as written; control characters (a file name may hold
+    # an escape sequence: a hyperlink, a cleared screen) are shown as \x.. instead of obeyed
+    print(f"trainlab: {printable(redact(line))}", file=sys.stderr)  # a URL's password is never shown
     return code
+
+
+def printable(text: str) -> str:
+    """`text` with C0 (but tab and newline) and C1 control characters, and DEL, written as \\xNN."""
+    return "".join(f"\\x{ord(c):02x}" if (ord(c) < 32 and c not in "\t\n") or 127 <= ord(c) < 160 else c
+                   for c in text)
 
 
 if __name__ == "__main__":

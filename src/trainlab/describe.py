@@ -30,9 +30,10 @@ def describe(recipe) -> tuple[DataBundle, dict[str, Any]]:
 
 def print_summary(console, s: dict[str, Any]) -> None:
     """Rich tables of `describe`'s summary: splits, classes per split, fitted statistics, notes."""
+    from rich.markup import escape  # class, column and file names come from the data: never markup
     from rich.table import Table
 
-    console.print(f"[bold]{s['source']}[/bold]: {s['task']}, {s['kind']} inputs of shape {tuple(s['input_shape'])}, "
+    console.print(f"[bold]{escape(s['source'])}[/bold]: {s['task']}, {s['kind']} inputs of shape {tuple(s['input_shape'])}, "
                   f"training loader: {s['loader']} ({s['train_megabytes']} MB)", highlight=False)
     sizes = Table(title="splits", title_justify="left")
     sizes.add_column("split")
@@ -47,10 +48,10 @@ def print_summary(console, s: dict[str, Any]) -> None:
         for k in splits:
             classes.add_column(k, justify="right")
         for i, name in enumerate(s["class_names"] or range(s["num_classes"])):
-            classes.add_row(str(name), *(f"{s['class_counts'][k][i]:,}" for k in splits))
+            classes.add_row(escape(str(name)), *(f"{s['class_counts'][k][i]:,}" for k in splits))
         console.print(classes)
     for name, st in s["stats"].items():
-        stats = Table(title=f"{name} ({st['method']}), fitted on the training split", title_justify="left")
+        stats = Table(title=f"{escape(name)} ({escape(st['method'])}), fitted on the training split", title_justify="left")
         stats.add_column("")
         stats.add_column("shift", justify="right")
         stats.add_column("scale", justify="right")
@@ -60,10 +61,10 @@ def print_summary(console, s: dict[str, Any]) -> None:
             if i == 12 and len(st["shift"]) > 13:
                 stats.add_row("…", f"({len(st['shift']) - 12} more)", "")
                 break
-            stats.add_row(str(names[i]), f"{a:.4g}", f"{b:.4g}")
+            stats.add_row(escape(str(names[i])), f"{a:.4g}", f"{b:.4g}")
         console.print(stats)
     for note in s["notes"]:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {escape(note)}", highlight=False)
 
 
 def augment_figure(bundle: DataBundle, recipe, n: int = 8, rows: int = 3):

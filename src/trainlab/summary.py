@@ -93,10 +93,11 @@ def _train_step(recipe, model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Ten
     return fc.get_total_flops(), state, sum(saved.values())
 
 
-def summarize(recipe=None, max_depth: int = 2, bundle=None, run_dir=None) -> dict[str, Any]:
+def summarize(recipe=None, max_depth: int = 2, bundle=None, run_dir=None, trust_code: bool = False) -> dict[str, Any]:
     """Everything `trainlab summary` shows, as plain data, for a recipe (`bundle`: its data, already
     built) or for a trained run directory (`run_dir`: its model from `load_run`, measured on a
-    made-up batch of the right shape: the data is not read). Raises TrainlabError on bad input."""
+    made-up batch of the right shape: the data is not read; `trust_code` as for `load_run`).
+    Raises TrainlabError on bad input."""
     from .build import build_model_for, seed_everything
     from .data import build_data
     from .losses import build_loss
@@ -105,7 +106,7 @@ def summarize(recipe=None, max_depth: int = 2, bundle=None, run_dir=None) -> dic
     if run_dir is not None:
         from .api import load_run
 
-        run = load_run(run_dir, "last", device=cpu)
+        run = load_run(run_dir, "last", device=cpu, trust_code=trust_code)
         recipe, info, model, channels_last = run.recipe, run.info, run.model, run.channels_last
         x, y = info.example_batch(SAMPLE)
     else:

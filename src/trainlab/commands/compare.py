@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..compare import compare
     from ..compare.output import str_target
     from ..compare.table import rich_table
@@ -42,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     s = res.data["settings"]
     wide_console(160).print(rich_table(res.rows, s["metric"], str_target(s["target"]),
                                        f"{res.data['recipe']}: {len(s['seeds'])} seed(s), {s['budget_epochs']} epochs"))
-    console.print(f"wrote {res.folder}/compare.json, table.md, plots/ and report.html")
+    console.print(f"wrote {escape(str(res.folder))}/compare.json, table.md, plots/ and report.html")
     return 0

@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..describe import describe, print_summary, write_augment_png
     from ..recipe import load_recipe
 
@@ -26,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     print_summary(console, summary)
     out = Path(args.out) if args.out else Path(recipe.output.root) / f"{recipe.name}-data"
     png = write_augment_png(bundle, recipe, out)
-    console.print(f"wrote {png}" if png else "no augmented sample written (no image augmentation in the recipe)",
+    console.print(f"wrote {escape(str(png))}" if png else "no augmented sample written (no image augmentation in the recipe)",
                   highlight=False)
     return 0

@@ -18,11 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..lr_find import lr_find
 
     res, path = lr_find(args.recipe, args.set, args.run_dir)
-    console.print(res.stopped)
+    console.print(escape(res.stopped))
     for name, lr in (("steepest descent", res.steepest), ("minimum / 10", res.min_div10)):
         console.print(f"suggested lr ({name}): {lr:.3g}" if lr is not None else f"no {name} suggestion")
-    console.print(f"wrote {path}/lr_find.json and {path}/plots/lr_find.png")
+    console.print(f"wrote {escape(str(path))}/lr_find.json and {escape(str(path))}/plots/lr_find.png")
     return 0

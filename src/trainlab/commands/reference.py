@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.write:
         changed = write_into(args.write)
-        console.print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+        console.print(f"{args.write}: {'updated' if changed else 'already up to date'}", markup=False)
     else:
         print(reference(), end="")
     return 0

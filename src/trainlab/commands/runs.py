@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..track import runs as index
     from ..track.tables import runs_table, side_by_side
 
@@ -32,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
         console.print(side_by_side("recipe differences", "key", c["runs"], diff) if diff
                       else "the recipes are identical")
         console.print(side_by_side("final metrics", "metric", c["runs"], c["metrics"], numbers=True))
-        console.print(f"validation curves: {c['plot']}")
+        console.print(f"validation curves: {escape(str(c['plot']))}")
         return 0
     rows = [index.summary_row(r) for r in index.find_runs(args.root)]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     wide_console(150).print(runs_table(rows, f"runs in {args.root}") if rows
-                            else f"no run directories under {args.root}")
+                            else f"no run directories under {escape(args.root)}")
     if any(r["stale"] for r in rows):
         console.print("† env.json says running, but its process no longer exists (killed?)")
     for r in rows:

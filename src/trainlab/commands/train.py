@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import TrainlabError
+from . import _trust
 from ._console import console
 
 NAME = "train"
@@ -17,16 +18,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="write the run here instead of <output.root>/<name>-<time>")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted or crashed run from its newest complete checkpoint")
+    _trust.add_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from ..api import resume, train
 
     if args.resume:
         if args.recipe or args.set or args.run_dir:
             raise TrainlabError("train --resume RUN_DIR continues a run with its own recipe: "
                                 "give no recipe, --set or --run-dir with it")
-        result = resume(args.resume)
+        result = resume(args.resume, trust_code=args.trust_code)
     elif args.recipe:
         result = train(args.recipe, args.set, args.run_dir)
     else:
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     shown = ", ".join(f"{k} {m[k]:.4f}" for k in HEADLINE if isinstance(m.get(k), float))
     if result.stop_reason:
-        console.print(result.stop_reason)
+        console.print(escape(result.stop_reason))  # names the monitored metric
     console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")
     from ..perf import summary_line  # model FLOP utilization and the thread count (issue 9)
 
@@ -44,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     mfu_line = summary_line(result.history, env.get("threads"), env.get("precision"))
     if mfu_line:
         console.print(mfu_line, highlight=False)
-    console.print(f"run directory: {result.path}")
+    console.print(f"run directory: {escape(str(result.path))}")
     return 0

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 STATS = ("steps_to_target", "epochs_to_target", "seconds_to_target", "final", "best", "final_train_loss",
@@ -83,9 +84,9 @@ def markdown_table(rows: list[dict[str, Any]], metric: str, target: str | None) 
 
 def rich_table(rows: list[dict[str, Any]], metric: str, target: str | None, title: str) -> Table:
     head, cells = table_cells(rows, metric, target)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")  # names the metric and the recipe
     for i, h in enumerate(head):
-        table.add_column(h, justify="left" if i in (1,) else "right")
+        table.add_column(escape(h), justify="left" if i in (1,) else "right")
     for c in cells:
-        table.add_row(*c)
+        table.add_row(*map(escape, c))
     return table

@@ -18,7 +18,7 @@ MODELS.add("transformer", transformer.transformer,
 MODELS.add("gpt", gpt.gpt, "small causal transformer decoder for language modelling, weight-tied head")
 MODELS.add("custom", custom.custom, "your own nn.Module: import 'package.module:Name' or 'file.py:Name', args")
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "build_model", "user_code"]
 
 
 # models that read token ids (an embedding first); the others multiply float inputs
@@ -32,3 +32,15 @@ def build_model(cfg, info):
         raise RecipeError(f"model.name: {name} multiplies float inputs, but this data is token ids; "
                           f"use one of {', '.join(sorted(TOKEN_MODELS - {'custom'}))}")
     return MODELS.build(cfg.name, cfg.options(), "model", info=info)
+
+
+def user_code(cfg) -> str | None:
+    """What building this model config would run that is not trainlab's: for `custom`, the Python
+    file (resolved) or the module its `import` names; None for a registry model."""
+    if MODELS.get(cfg.name, "model.name").name != "custom":
+        return None
+    target = str(cfg.options().get("import", ""))
+    module = target.rpartition(":")[0] or target
+    if custom.is_file_spec(module):
+        return f"the Python file {custom.file_path(module)}"
+    return f"the module {module}"

@@ -22,9 +22,18 @@ from ..errors import RecipeError
 from .init import Init, apply_init
 
 
+def is_file_spec(spec: str) -> bool:
+    """`import` names a Python file (a path) rather than an importable module."""
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def file_path(spec: str) -> Path:
+    return Path(spec).expanduser().resolve()
+
+
 def _load_module(spec: str):
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
-        path = Path(spec).expanduser().resolve()
+    if is_file_spec(spec):
+        path = file_path(spec)
         if not path.is_file():
             raise RecipeError(f"model.import: {spec}: file not found")
         # a stable, unique module name per file, so two files named net.py do not collide

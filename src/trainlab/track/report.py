@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from ..redact import redact_all
 from .evaluation import read_outputs
 from .html import figure, render
 from .plots import (curves_figure, eval_figures, eval_plot_name, lr_figure, main_metric, png_bytes,
@@ -43,7 +44,7 @@ def build_report(rd: RunDir, schedule: Schedule | None = None) -> str:
     return render("run_report.html", name=run.recipe.get("name", rd.path.name), **_header(run),
                   monitor=monitor, best=best, metrics=_metrics(evals), per_class=_per_class(evals),
                   **_figures(rd, run, evals, schedule), **_timings(run, evals), recipe_text=rd.recipe_path.read_text(),
-                  env_rows=[(k, v) for k, v in run.env.items() if k != "data"])
+                  env_rows=[(k, redact_all(v)) for k, v in run.env.items() if k != "data"])  # older env.json
 
 
 def run_json(rd: RunDir, rel: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import RunDirError
 from ..io import atomic_write  # noqa: F401 - re-exported: the run directory writes through it
+from ..redact import redact_all  # a --storage URL's password never reaches env.json
 from . import lock as _lock
 
 NAME_MAX = 100  # characters of a name in a folder name (the time stamp comes on top)
@@ -184,7 +185,7 @@ class RunDir:
             "machine": platform.machine(), "processor": platform.processor(), "device": device,
             "threads": threads, "seed": seed, "cpu_count": os.cpu_count(),
             "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain")),
-            "argv": sys.argv, "start": dt.datetime.now().isoformat(timespec="seconds"),
+            "argv": redact_all(sys.argv), "start": dt.datetime.now().isoformat(timespec="seconds"),
             **process_identity(),
         }
         env.update(extra or {})

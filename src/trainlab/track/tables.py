@@ -1,9 +1,13 @@
-"""Rich tables for the commands that read run directories (evaluate, runs, runs --compare)."""
+"""Rich tables for the commands that read run directories (evaluate, runs, runs --compare).
+
+Every name in them comes from the user (class, column, metric and run names, recipe values), so
+each is escaped: rich would read `[/x]` as markup (a MarkupError) and `[link=...]` as a hyperlink."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 PER_CLASS_COLS = ("precision", "recall", "f1", "support", "auroc", "average_precision")
@@ -11,28 +15,28 @@ PER_CLASS_COLS = ("precision", "recall", "f1", "support", "auroc", "average_prec
 
 def metrics_table(m: dict[str, Any], title: str) -> Table:
     """The scalar metrics of an eval/<split>.json."""
-    table = Table(title=title, min_width=len(title))  # a title wider than two columns stays on one line
+    table = Table(title=escape(title), min_width=len(title))  # a title wider than two columns stays on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in m.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "samples"):
-            table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+            table.add_row(escape(k), f"{v:.6g}" if isinstance(v, float) else str(v))
     return table
 
 
 def per_class_table(rows: list[dict[str, Any]], title: str = "per class") -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("class")
     for c in PER_CLASS_COLS:
         table.add_column(c, justify="right")
     for r in rows:
-        table.add_row(r["class"], *(str(r[c]) if c == "support" else f"{r[c]:.4f}" for c in PER_CLASS_COLS))
+        table.add_row(escape(str(r["class"])), *(str(r[c]) if c == "support" else f"{r[c]:.4f}" for c in PER_CLASS_COLS))
     return table
 
 
 def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     """`trainlab runs`: one row per run (rows from track.runs.summary_row)."""
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("run", "date", "model", "optimizer", "epochs", "best val", "test", "duration", "status"):
         table.add_column(col, justify="right" if col in ("epochs", "duration") else "left",
                          no_wrap=col in ("date", "epochs", "duration", "status"))
@@ -41,8 +45,8 @@ def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
         test = f"{r['test_metric']} {r['test']:.4f}" if r["test"] is not None else "-"
         dur = f"{r['duration_s']:.0f}s" if r["duration_s"] is not None else "-"
         status = r["status"] + (" †" if r["stale"] else "")
-        table.add_row(r["run"], r["date"], r["model"], r["optimizer"], f"{r['epochs']}/{r['epochs_planned']}",
-                      best, test, dur, status)
+        table.add_row(*map(escape, (r["run"], r["date"], str(r["model"]), r["optimizer"],
+                                    f"{r['epochs']}/{r['epochs_planned']}", best, test, dur, status)))
     return table
 
 
@@ -50,12 +54,12 @@ def side_by_side(title: str, first: str, names: list[str], rows: dict[str, list[
                  numbers: bool = False) -> Table:
     """`trainlab runs --compare`: one column per run. Recipe values are shown as written;
     with `numbers`, floats are rounded to 5 significant digits."""
-    table = Table(title=title)
-    table.add_column(first, no_wrap=True)
+    table = Table(title=escape(title))
+    table.add_column(escape(first), no_wrap=True)
     for n in names:
-        table.add_column(n, justify="right" if numbers else "left")
+        table.add_column(escape(n), justify="right" if numbers else "left")
     for k, vals in rows.items():
-        table.add_row(k, *(_cell(v, numbers) for v in vals))
+        table.add_row(escape(k), *(escape(_cell(v, numbers)) for v in vals))
     return table
 
 

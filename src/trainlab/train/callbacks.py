@@ -85,7 +85,7 @@ class ProgressReporter(Callback):
         parts.append(f"{logs['time']:.1f}s")
         line = "  ".join(parts)
         if self.progress:
-            self.progress.console.print(line)
+            self.progress.console.print(line, markup=False)  # metric names: never read as markup
         else:
             print(line, file=sys.stdout, flush=True)
 

@@ -12,8 +12,10 @@ from typing import Any
 import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
+from rich.markup import escape
 from rich.table import Table
 
+from ..redact import redact_all
 from ..track.html import figure, render
 from ..track.rundir import atomic_write
 from .study import direction_of, progress, retried_numbers
@@ -56,16 +58,18 @@ def trials_table(study: optuna.Study, objective: str, limit: int | None = None) 
     trials = study.get_trials(deepcopy=False)
     names = sorted({k for t in trials for k in t.params})
     best = best_trial(study)
-    table = Table(title=f"study {study.study_name}: {objective} ({direction_of(study)})", title_justify="left")
+    # the study name, the objective, parameter paths and error notes come from the user: escaped
+    table = Table(title=escape(f"study {study.study_name}: {objective} ({direction_of(study)})"), title_justify="left")
     for col in ("#", "state", objective, "epochs", "seconds", *names, "note"):
-        table.add_column(col, justify="right" if col not in ("state", "note") else "left")
+        table.add_column(escape(col), justify="right" if col not in ("state", "note") else "left")
     shown = trials if limit is None else trials[-limit:]
     for t in shown:
         mark = "*" if best is not None and t.number == best.number else ""
         value = t.value if t.state == TrialState.COMPLETE else (
             t.intermediate_values.get(t.last_step) if t.last_step is not None else None)
         table.add_row(f"{t.number}{mark}", t.state.name.lower(), _fmt(value), _fmt(t.user_attrs.get("epochs")),
-                      _fmt(t.user_attrs.get("seconds")), *(_fmt(t.params.get(n)) for n in names), note(t, trials))
+                      _fmt(t.user_attrs.get("seconds")), *(escape(_fmt(t.params.get(n))) for n in names),
+                      escape(note(t, trials)))
     return table
 
 
@@ -147,7 +151,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         "states": p.by_state, "retried": sorted(retried_numbers(trials)),
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
         "baseline": None if base is None else {"number": base.number, "value": base.value},
-        **{k: v for k, v in study.user_attrs.items() if k in ("objective", "target_trials", "storage")},
+        **{k: redact_all(v) for k, v in study.user_attrs.items() if k in ("objective", "target_trials", "storage")},
     }
 
 

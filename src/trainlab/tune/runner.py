@@ -103,12 +103,10 @@ def _study_name(name: str) -> str:
 
 
 def _public_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
+    """The storage URL as shown and stored (study.json, messages): its password redacted."""
+    from ..redact import redact
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 -- not a URL sqlalchemy parses: shown as given
-        return url
+    return redact(url)
 
 
 def open_study(s: TuneSettings, objective_flag: str, direction_flag: str, rec, space, say: Callable):
@@ -218,6 +216,8 @@ def tune(recipe: str | Path | dict, trials: int = 20, space: str | Path | None =
     db = sqlite_path(url)
     if objective == "auto" and db is not None and not db.is_file():
         s.objective = _auto_objective(rec)  # a new study: learn the task (and check the data) first
+    if db is None:  # a database server: no driver or no connection fails before the folder exists
+        open_storage(url, heartbeat=None)
     folder.mkdir(parents=True, exist_ok=True)
     st = open_study(s, objective, direction, rec, sp, say)
     atomic_write(folder / "study.json", json.dumps({

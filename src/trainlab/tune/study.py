@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import TrainlabError
 from ..recipe import SearchSpace
+from ..redact import redact
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "asha", "hyperband", "none")
@@ -70,10 +71,11 @@ def open_storage(url: str, heartbeat: int | None = 30) -> optuna.storages.RDBSto
             grace_period=2 * heartbeat if heartbeat else None,
             heartbeat_stale_trial_callback=(optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
                                             if heartbeat else None))
-    except ImportError as e:
-        raise TuneError(f"--storage {url}: the database driver is not installed ({e})") from None
+    except ImportError as e:  # the URL is used to connect, never shown: its password redacted
+        raise TuneError(f"--storage {redact(url)}: the database driver is not installed ({redact(str(e))})") from None
     except Exception as e:  # noqa: BLE001 -- sqlalchemy ArgumentError, OperationalError ...: one line
-        raise TuneError(f"--storage {url}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        first = redact((str(e).splitlines() or [""])[0])
+        raise TuneError(f"--storage {redact(url)}: cannot open ({type(e).__name__}: {first})") from None
 
 
 def with_retry(fn: Callable, *args, tries: int = 6, **kwargs):

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from ..errors import TrainlabError
 from ..train.callbacks import Callback
 from ..recipe import SearchSpace, parse_space, set_path
+from ..redact import redact
 from .study import (
     claim_lock,
     fail_stale,
@@ -166,7 +167,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, s: TuneSettings, space: 
                 with RunDir(run_dir).lock() as rd:  # the trial's run: one writer at a time
                     rd.update_env(status="pruned", error=None, stop_reason=str(e))
         except Exception as e:  # noqa: BLE001 -- any error fails this trial, never the study
-            error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            error = redact(f"{type(e).__name__}: {e}".splitlines()[0])[:500]  # stored in the study
             _set_attrs(trial, error=error)
             state, note, tell = "failed", error, {"state": TrialState.FAIL}
             fatal = e if isinstance(e, ObjectiveError) else None
