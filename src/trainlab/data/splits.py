@@ -25,7 +25,8 @@ def split_indices(y: torch.Tensor, fraction: float, seed: int, stratify: bool) -
 
 
 def subset_indices(n: int, subset: float, seed: int) -> torch.Tensor:
-    """A seeded random subset: `subset` samples (int) or share (float < 1)."""
-    k = round(n * subset) if isinstance(subset, float) and subset < 1 else min(int(subset), n)
+    """A seeded random subset: `subset` samples (an int) or a share (a float, 1.0 = all). A float
+    is always a share: 1.0 once kept a single sample."""
+    k = round(n * subset) if isinstance(subset, float) else min(int(subset), n)
     g = torch.Generator().manual_seed(seed + 7919)
     return torch.randperm(n, generator=g)[:k].sort().values

@@ -71,12 +71,23 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
+def read_text(path: Path) -> str:
+    """A recipe file's text; RecipeError naming the first byte that is not UTF-8 (and its line)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise RecipeError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, "
+                          f"line {line}); save the recipe as UTF-8") from None
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise RecipeError(f"{p}: recipe file not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(read_text(p))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
