@@ -14,13 +14,18 @@ def split_indices(y: torch.Tensor, fraction: float, seed: int, stratify: bool) -
         perm = torch.randperm(n, generator=g)
         k = round(n * fraction)
         return perm[k:].sort().values, perm[:k].sort().values
-    keep, held = [], []
+    per_class = []
     for c in torch.unique(y):
         idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        k = round(len(idx) * fraction)
-        held.append(idx[:k])
-        keep.append(idx[k:])
+        per_class.append(idx[torch.randperm(len(idx), generator=g)])
+    ks = [round(len(idx) * fraction) for idx in per_class]
+    if sum(ks) == 0 and round(n * fraction) >= 1:
+        # many small classes: each rounds to 0 held out, though the share asks for some samples;
+        # hold out one sample of each of the largest classes instead (an empty split was the old answer)
+        largest = sorted(range(len(per_class)), key=lambda i: -len(per_class[i]))[:round(n * fraction)]
+        ks = [1 if i in largest and len(per_class[i]) > 1 else 0 for i in range(len(per_class))]
+    keep = [idx[k:] for idx, k in zip(per_class, ks)]
+    held = [idx[:k] for idx, k in zip(per_class, ks)]
     return torch.cat(keep).sort().values, torch.cat(held).sort().values
 
 

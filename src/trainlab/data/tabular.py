@@ -8,6 +8,7 @@ What was dropped or imputed is reported as a note, never silently.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,22 +20,115 @@ from ..errors import DataError, RecipeError
 from .bundle import SourceData, Split
 
 Missing = Literal["mean", "median", "most_frequent", "drop"]
+Infinite = Literal["error", "missing"]
 Task = Literal["auto", "classification", "regression"]
 
 
 def _read(path: str, fmt: str):
+    """The table and, per data row, where it is (`file:line` for CSV, `file row N` for Parquet)."""
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: file not found (data.path)")
+    lines = None
     try:
-        df = pd.read_csv(p) if fmt == "csv" else pd.read_parquet(p)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        if fmt == "csv":
+            text = _utf8(p)
+            lines = _row_lines(text, path)
+            df = pd.read_csv(io.StringIO(text))
+        else:
+            df = pd.read_parquet(p)
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a readable {fmt} file ({(str(e).splitlines() or [''])[0]})") from None
     if df.empty:
         raise DataError(f"{path}: no rows")
-    return df
+    where = ([f"{path}:{n}" for n in lines] if lines is not None and len(lines) == len(df)
+             else [f"{path} row {i + 1}" for i in range(len(df))])
+    return df, where
+
+
+def _utf8(p: Path) -> str:
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{p}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        "save the file as UTF-8") from None
+
+
+def _row_lines(text: str, path: str) -> list[int]:
+    """The line each data row starts on; DataError naming the lines of rows whose number of
+    fields is not the header's (pandas would fill a short row with missing values silently)."""
+    import csv as csv_
+
+    reader = csv_.reader(io.StringIO(text))
+    header, lines, bad, end = None, [], [], 0
+    try:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line: pandas skips it too
+            if header is None:
+                header = len(row)
+            elif len(row) != header:
+                bad.append((start, len(row)))
+            else:
+                lines.append(start)
+    except csv_.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: not a readable csv file ({e})") from None
+    if bad:
+        (line, n), more = bad[0], len(bad) - 1
+        others = f" (and {more} more row{'s' if more > 1 else ''}: lines " + ", ".join(
+            str(b[0]) for b in bad[1:6]) + (", ..." if more > 5 else "") + ")" if more else ""
+        raise DataError(f"{path}:{line}: {n} field{'s' if n != 1 else ''}, the header has {header}{others}; "
+                        "every row needs one value per column (leave a missing value empty: a,,c)")
+    return lines
+
+
+def _clean(df, where: list[str], feats: list, target, na_values: list[str], infinite: str):
+    """Blank cells and `na_values` become missing; a text column whose values are all numbers
+    becomes numeric; a feature column of numbers with stray words is an error (never silently
+    one-hot encoded); ±inf is an error unless `infinite: missing`. Returns (df, notes)."""
+    import pandas as pd
+
+    notes = []
+    df = df.copy()
+    for c in df.columns:
+        col = df[c]
+        if _is_numeric(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        blank = text.map(lambda v: isinstance(v, str) and (v == "" or v in na_values))
+        text = text.mask(blank)
+        present = text.notna()
+        numbers = pd.to_numeric(text[present], errors="coerce")
+        if present.any() and numbers.notna().all():
+            df[c] = pd.to_numeric(text, errors="coerce")
+        elif c in feats and present.any() and numbers.notna().mean() >= 0.5:
+            bad = numbers.index[numbers.isna()]
+            first, n_bad = bad[0], len(bad)
+            raise DataError(f"{where[first]}: column {str(c)!r} holds numbers but {text[first]!r} here "
+                            f"({n_bad} such cell{'s' if n_bad > 1 else ''}); leave missing values empty or "
+                            "list the marker in data.na_values")
+        elif blank.any():
+            df[c] = text
+    for c in [*feats, target]:
+        if not _is_numeric(df[c]):
+            continue
+        values = df[c].to_numpy(dtype=float)
+        inf = np.isinf(values)
+        if inf.any():
+            first = int(np.flatnonzero(inf)[0])
+            if infinite != "missing":
+                what = "target" if c == target else "column"
+                raise DataError(f"{where[first]}: {what} {str(c)!r} is {values[first]:+}"
+                                f" ({int(inf.sum())} infinite cell{'s' if inf.sum() > 1 else ''}); fix the data "
+                                "or set data.infinite: missing to treat them as missing values")
+            df[c] = df[c].mask(inf)
+            notes.append(f"{int(inf.sum())} infinite cells of column {str(c)!r} read as missing (data.infinite: missing)")
+    return df, notes
 
 
 def _is_numeric(col) -> bool:
@@ -63,14 +157,14 @@ def _label_names(col) -> list:
 
 def table(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
           missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20, test_path: str | None = None,
-          fmt: str = "csv") -> SourceData:
+          fmt: str = "csv", na_values: list[str] | None = None, infinite: Infinite = "error") -> SourceData:
     import pandas as pd
 
-    df = _read(path, fmt)
+    df, where = _read(path, fmt)
     n_train_file = len(df)
     if test_path:
-        test_df = _read(test_path, fmt)
-        df = pd.concat([df, test_df], ignore_index=True)
+        test_df, test_where = _read(test_path, fmt)
+        df, where = pd.concat([df, test_df], ignore_index=True), where + test_where
     columns = [str(c) for c in df.columns]
     if target not in df.columns:
         raise DataError(f"{path}: no target column {target!r} (data.target); columns: {', '.join(columns)}")
@@ -82,7 +176,7 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
             raise RecipeError(f"data.features: {target!r} is the target column")
     if not feats:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    notes = []
+    df, notes = _clean(df, where, feats, target, list(na_values or []), infinite)
     keep = df[target].notna().to_numpy().copy()
     if not keep.all():
         notes.append(f"dropped {int((~keep).sum())} rows whose target {target!r} is missing")
@@ -101,6 +195,12 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
     kind = infer_task(df[target], max_classes) if task == "auto" else task
     if kind == "classification":
         names = _label_names(df[target])
+        in_train = _label_names(df[target][~is_test])
+        if not in_train:
+            raise DataError(f"{path}: no rows left after dropping rows with missing values")
+        if len(in_train) < 2:
+            raise DataError(f"{path}: target column {target!r} holds one class ({in_train[0]!r}) in "
+                            f"{int((~is_test).sum())} rows; classification needs at least 2")
         index = {v: i for i, v in enumerate(names)}
         y = torch.tensor([index[v] for v in df[target].tolist()], dtype=torch.long)
         class_names = [str(int(v)) if isinstance(v, float) and v == int(v) else str(v) for v in names]
@@ -174,15 +274,17 @@ def _fitted_columns(ct, numeric: list, categorical: list) -> dict:
 
 def csv(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
         missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
-        test_path: str | None = None) -> SourceData:
+        test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error") -> SourceData:
     """A CSV table: `target` column, `features` (a list, or `all` but the target); task inferred
     (classification for text/bool targets or integers with ≤ `max_classes` values) or given;
-    categorical features one-hot encoded; `missing`: impute (mean/median/most_frequent) or drop rows."""
-    return table(path, target, features, task, missing, max_classes, test_path, "csv")
+    categorical features one-hot encoded; `missing`: impute (mean/median/most_frequent) or drop rows.
+    Empty cells and `na_values` (e.g. `["?"]`) are missing; ±inf is an error unless `infinite: missing`.
+    A row with the wrong number of fields, or a word in a column of numbers, is an error naming its line."""
+    return table(path, target, features, task, missing, max_classes, test_path, "csv", na_values, infinite)
 
 
 def parquet(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
             missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
-            test_path: str | None = None) -> SourceData:
+            test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error") -> SourceData:
     """A Parquet table; options as csv."""
-    return table(path, target, features, task, missing, max_classes, test_path, "parquet")
+    return table(path, target, features, task, missing, max_classes, test_path, "parquet", na_values, infinite)
