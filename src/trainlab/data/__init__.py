@@ -53,9 +53,6 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
     indices: dict[str, torch.Tensor] = {}
     rest = torch.arange(len(full))
     if src.test is None:
-        if cfg.test_fraction == 0:
-            raise RecipeError(f"data.test_fraction: 0 leaves no test split, and {cfg.source} has none of its own; "
-                              "a run ends by evaluating on test (use e.g. 0.2)")
         rest, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
         held_out(cfg.test_fraction, "data.test_fraction", "test", len(full), len(rest), len(test_idx), stratify)
         test = Split(full.x[test_idx], full.y[test_idx])

@@ -245,6 +245,9 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
                 continue
             sub = x.iloc[s.x.numpy()]
             imputed += int(sub.isna().sum().sum())
+            if len(sub) == 0:  # e.g. data.test_fraction: 0 (scikit-learn refuses to transform no rows)
+                out[k] = Split(torch.zeros(0, len(ct.get_feature_names_out())), s.y)
+                continue
             out[k] = Split(torch.tensor(ct.transform(sub), dtype=torch.float32), s.y)
         if imputed:
             cats = "categorical columns: its most frequent value; " if categorical else ""
