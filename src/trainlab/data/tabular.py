@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..errors import DataError, RecipeError
 from .bundle import SourceData, Split
+from .files import csv_row_lines, read_utf8
 
 Missing = Literal["mean", "median", "most_frequent", "drop"]
 Infinite = Literal["error", "missing"]
@@ -34,8 +35,8 @@ def _read(path: str, fmt: str):
     lines = None
     try:
         if fmt == "csv":
-            text = _utf8(p)
-            lines = _row_lines(text, path)
+            text = read_utf8(p)
+            lines = csv_row_lines(text, path)
             df = pd.read_csv(io.StringIO(text))
         else:
             df = pd.read_parquet(p)
@@ -46,45 +47,6 @@ def _read(path: str, fmt: str):
     where = ([f"{path}:{n}" for n in lines] if lines is not None and len(lines) == len(df)
              else [f"{path} row {i + 1}" for i in range(len(df))])
     return df, where
-
-
-def _utf8(p: Path) -> str:
-    data = p.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{p}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        "save the file as UTF-8") from None
-
-
-def _row_lines(text: str, path: str) -> list[int]:
-    """The line each data row starts on; DataError naming the lines of rows whose number of
-    fields is not the header's (pandas would fill a short row with missing values silently)."""
-    import csv as csv_
-
-    reader = csv_.reader(io.StringIO(text))
-    header, lines, bad, end = None, [], [], 0
-    try:
-        for row in reader:
-            start, end = end + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # a blank line: pandas skips it too
-            if header is None:
-                header = len(row)
-            elif len(row) != header:
-                bad.append((start, len(row)))
-            else:
-                lines.append(start)
-    except csv_.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: not a readable csv file ({e})") from None
-    if bad:
-        (line, n), more = bad[0], len(bad) - 1
-        others = f" (and {more} more row{'s' if more > 1 else ''}: lines " + ", ".join(
-            str(b[0]) for b in bad[1:6]) + (", ..." if more > 5 else "") + ")" if more else ""
-        raise DataError(f"{path}:{line}: {n} field{'s' if n != 1 else ''}, the header has {header}{others}; "
-                        "every row needs one value per column (leave a missing value empty: a,,c)")
-    return lines
 
 
 def _clean(df, where: list[str], feats: list, target, na_values: list[str], infinite: str):
