@@ -17,6 +17,7 @@ from ..data.augment import parse_augment
 from ..data.preprocess import parse_preprocess
 from ..errors import RecipeError
 from ..losses import LOSSES
+from ..metrics import monitor_problem
 from ..models import MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..registry import format_validation_error
@@ -48,9 +49,30 @@ def check_recipe(recipe: Recipe) -> Recipe:
         entry = LOSSES.get(recipe.loss.name, "loss.name")
         LOSSES.validate(entry.name, recipe.loss.options(), "loss")
     check_trackers(recipe.output.trackers)  # output.trackers names registered trackers
+    for key, value in monitors(recipe).items():  # a typo is found now, not after the first epoch
+        why = monitor_problem(value)
+        if why:
+            raise RecipeError(f"{key}: {why}")
     if recipe.search is not None:
         parse_space(recipe.search, recipe.to_dict())
     return recipe
+
+
+def monitors(recipe: Recipe) -> dict[str, str]:
+    """The monitors a recipe names (recipe key -> metric): `train.monitor` unless `auto`,
+    `early_stopping.monitor` when it stops early, and the schedule's `monitor` option
+    (reduce_on_plateau's default `val.loss` when the recipe leaves it out)."""
+    out = {}
+    if recipe.train.monitor != "auto":
+        out["train.monitor"] = recipe.train.monitor
+    if recipe.early_stopping is not None:
+        out["early_stopping.monitor"] = recipe.early_stopping.monitor
+    option = SCHEDULES.options(SCHEDULES.get(recipe.schedule.name, "schedule.name").name).get("monitor")
+    if option is not None:
+        value = recipe.schedule.options().get("monitor", option.default)
+        if isinstance(value, str):
+            out["schedule.monitor"] = value
+    return out
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
