@@ -76,20 +76,23 @@ def _clean(df, where: list[str], feats: list, target, na_values: list[str], infi
                             "list the marker in data.na_values")
         elif blank.any():
             df[c] = text
-    for c in [*feats, target]:
-        if not _is_numeric(df[c]):
-            continue
-        values = df[c].to_numpy(dtype=float)
-        inf = np.isinf(values)
-        if inf.any():
-            first = int(np.flatnonzero(inf)[0])
-            if infinite != "missing":
-                what = "target" if c == target else "column"
-                raise DataError(f"{where[first]}: {what} {str(c)!r} is {values[first]:+}"
-                                f" ({int(inf.sum())} infinite cell{'s' if inf.sum() > 1 else ''}); fix the data "
-                                "or set data.infinite: missing to treat them as missing values")
-            df[c] = df[c].mask(inf)
-            notes.append(f"{int(inf.sum())} infinite cells of column {str(c)!r} read as missing (data.infinite: missing)")
+    infinite_cells = {}  # column -> mask of its ±inf cells
+    for c in dict.fromkeys([*feats, target]):
+        if _is_numeric(df[c]):
+            inf = np.isinf(df[c].to_numpy(dtype=float))
+            if inf.any():
+                infinite_cells[c] = inf
+    if infinite_cells and infinite != "missing":
+        first = min(int(np.flatnonzero(m)[0]) for m in infinite_cells.values())
+        c = next(c for c, m in infinite_cells.items() if m[first])
+        n_inf = int(sum(m.sum() for m in infinite_cells.values()))
+        what = "target" if c == target else "column"
+        raise DataError(f"{where[first]}: {what} {str(c)!r} is {float(df[c].iloc[first]):+} ({n_inf} infinite "
+                        f"cell{'s' if n_inf > 1 else ''}); fix the data or set data.infinite: missing to treat "
+                        "them as missing values")
+    for c, inf in infinite_cells.items():
+        df[c] = df[c].mask(inf)
+        notes.append(f"{int(inf.sum())} infinite cells of column {str(c)!r} read as missing (data.infinite: missing)")
     return df, notes
 
 
