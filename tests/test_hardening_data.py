@@ -281,3 +281,12 @@ def test_model_option_annotations_use_the_shared_ranges():
             if key in ("dim", "depth", "heads", "hidden", "layers", "embed_dim", "widths", "blocks", "width") and (
                     name, key) != ("resnet", "depth"):  # a ResNet depth is 6n+2 or 18/34, checked by the factory
                 assert "Ge(ge=1)" in str(p.annotation), (name, key, inspect.formatannotation(p.annotation))
+
+
+def test_a_monitor_typo_is_found_before_any_data_is_read_yet_a_finished_run_with_one_still_loads(tmp_path):
+    from trainlab.train import Trainer
+
+    raw = {"data": csv_data(tmp_path / "absent.csv"), "early_stopping": {"monitor": "val.bogus"}}
+    recipe = load_recipe(raw)  # a run directory's recipe.yaml with the typo still loads (evaluate, report)
+    with pytest.raises(RecipeError, match=r"^early_stopping.monitor: 'val.bogus' is not a metric"):
+        Trainer(recipe, progress=False)  # not DataError: absent.csv is never opened

@@ -5,9 +5,7 @@ on CPU the same widths cost ~4× less per epoch that way (see shared/FACTS.md).
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from pydantic import Field
+from typing import Literal
 
 from torch import nn
 
@@ -29,7 +27,7 @@ def _he_init(model: nn.Module, activation: str) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity=gain)
 
 
-def convnet(info, widths: Annotated[list[Size], Field(min_length=1)] = [32, 64, 128], blocks: Size = 1,
+def convnet(info, widths: list[Size] = [32, 64, 128], blocks: Size = 1,
             dropout: Dropout = 0.0,
             downsample: Literal["stride", "maxpool"] = "stride", norm: Literal["batch", "none"] = "batch",
             activation: Activation = "relu", init: Init = "default",

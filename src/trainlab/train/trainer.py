@@ -22,7 +22,7 @@ from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
 from ..perf import mfu, peak_flops, train_step_flops
 from ..precision import autocast, grad_scaler, precision_dtype, resolve_precision
-from ..recipe import Recipe, monitors
+from ..recipe import Recipe, check_monitor_names, monitors
 from ..track.rundir import RunDir
 from ..track.trackers import build_trackers
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -46,6 +46,7 @@ class Trainer:
         cfg = recipe.train
         set_threads(recipe)  # reported in env.json and the summary
         self.determinism = set_determinism(cfg.deterministic)
+        check_monitor_names(recipe)  # a monitor trainlab never logs: before any data is read
         if parts is None:
             parts = build_parts(recipe, bundle)
         self.parts = parts
