@@ -290,3 +290,9 @@ def test_a_monitor_typo_is_found_before_any_data_is_read_yet_a_finished_run_with
     recipe = load_recipe(raw)  # a run directory's recipe.yaml with the typo still loads (evaluate, report)
     with pytest.raises(RecipeError, match=r"^early_stopping.monitor: 'val.bogus' is not a metric"):
         Trainer(recipe, progress=False)  # not DataError: absent.csv is never opened
+
+
+def test_a_csv_header_that_names_a_column_twice_is_an_error(tmp_path, capsys):
+    path = write_table(tmp_path / "t.csv", edit={1: "a,a,label"})
+    err = train(tmp_path, capsys, csv_data(path))
+    assert f"{path}:1: column 'a' appears twice in the header" in err

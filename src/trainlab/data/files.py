@@ -41,6 +41,10 @@ def csv_row_lines(text: str, path: str | Path) -> list[int]:
                 continue
             if header is None:
                 header = len(row)
+                named = [c for c in row if c.strip()]
+                twice = next((c for i, c in enumerate(named) if c in named[:i]), None)
+                if twice is not None:  # pandas would rename the second one 'name.1' without a word
+                    raise DataError(f"{path}:{start}: column {twice!r} appears twice in the header")
             elif len(row) != header:
                 bad.append((start, len(row)))
             else:
