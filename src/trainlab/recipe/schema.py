@@ -43,7 +43,7 @@ class DataConfig(Component):
                                  description="Share held out for test when the source has no test split of its own.")
     batch_size: int = Field(128, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(1024, ge=1, description="Batch size for validation, test and prediction.")
-    subset: int | float | None = Field(None, gt=0,
+    subset: float | int | None = Field(None, gt=0,
                                        description="Keep only this many training samples (an integer) or this share (a number ≤ 1.0, e.g. 0.1); for quick runs.")
     preprocess: list[dict[str, Any] | str] = Field(
         default_factory=list, description="Transforms fitted on the training split, e.g. `[{normalize: standard}]`.")
@@ -59,7 +59,7 @@ class DataConfig(Component):
 
     @pydantic.field_validator("subset")
     @classmethod
-    def _subset_share(cls, v: int | float | None) -> int | float | None:
+    def _subset_share(cls, v: float | int | None) -> float | int | None:
         if isinstance(v, float) and v > 1:
             raise _recipe_error(f"data.subset: {v} is a share and must be at most 1.0; "
                                 f"give a number of samples as an integer ({int(v)})")
