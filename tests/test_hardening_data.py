@@ -296,3 +296,8 @@ def test_a_csv_header_that_names_a_column_twice_is_an_error(tmp_path, capsys):
     path = write_table(tmp_path / "t.csv", edit={1: "a,a,label"})
     err = train(tmp_path, capsys, csv_data(path))
     assert f"{path}:1: column 'a' appears twice in the header" in err
+
+
+def test_test_fraction_zero_without_a_test_split_of_its_own_is_an_error_before_training(tmp_path, capsys):
+    err = train(tmp_path, capsys, None, "data.test_fraction=0")
+    assert "data.test_fraction: 0.0 leaves no test split, and csv has none of its own" in err

@@ -34,7 +34,7 @@ SOURCES.add("text_corpus", text.text_corpus, "plain text files for language mode
 
 __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
            "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "fitted_preprocess",
-           "load_preprocess_state", "save_data_state"]
+           "load_preprocess_state", "require_test_split", "save_data_state"]
 
 
 def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
@@ -117,6 +117,14 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
     bundle.preprocess = {f"{i}.{k}": v for i, step in enumerate(steps) for k, v in step.state_dict().items()
                          if isinstance(v, torch.Tensor)}
     return bundle
+
+
+def require_test_split(bundle: DataBundle, cfg: Any) -> None:
+    """A training run ends with its test metrics: RecipeError naming `data.test_fraction` when the
+    data has no test split (`test_fraction: 0` and a source without one of its own)."""
+    if bundle.test is None or len(bundle.test) == 0:
+        raise RecipeError(f"data.test_fraction: {cfg.test_fraction} leaves no test split, and {cfg.source} has "
+                          "none of its own; a training run ends with its test metrics (use e.g. 0.2)")
 
 
 def held_out(fraction: float, key: str, what: str, n: int, kept: int, held: int, stratify: bool) -> None:
