@@ -118,8 +118,8 @@ def test_reduce_on_plateau_steps_with_the_validation_metric_each_epoch():
     assert [h["lr"] for h in trainer.history] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
     bad = _addition(["optim.name=sgd", "schedule.name=reduce_on_plateau", "schedule.monitor=val.nope",
                      "train.epochs=1"])
-    with pytest.raises(RecipeError, match="schedule.monitor: 'val.nope' is not logged"):
-        Trainer(bad, progress=False).fit()
+    with pytest.raises(RecipeError, match="schedule.monitor: 'val.nope' is not a metric trainlab logs"):
+        Trainer(bad, progress=False)  # found before any data is read, not after the first epoch
 
 
 def test_logged_lr_is_the_lr_each_step_used(tmp_path):

@@ -112,7 +112,7 @@ def test_saved_vocabulary_is_reused_and_checked(tmp_path):
     assert b.info.extra["vocab_size"] == 4
     assert {tuple(decode(b, x)) for x in b.train.x} == {("one", "<unk>", "<unk>"), ("three", "<pad>", "<pad>")}
     with pytest.raises(RecipeError, match="data.vocab: .* level='word'"):
-        data("text_csv", path=str(path), vocab=str(vocab), level="char")
+        data("text_csv", path=str(path), vocab=str(vocab), level="char", val_fraction=0.0)
 
 
 def test_text_corpus_windows_have_targets_shifted_by_one(tmp_path):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .build import build_model_for, resolve_device, scheduled_lrs, set_threads
-from .data import DataBundle, DataInfo
+from .data import DataBundle, DataInfo, require_test_split
 from .errors import DataError, RunDirError
 from .recipe import Recipe, load_recipe, read_yaml
 from .track.plots import lr_figure, plot_curves, save_png
@@ -44,6 +44,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
     recipe = load_recipe(recipe, overrides)
     # build everything before the run directory exists: bad input leaves nothing behind
     trainer = Trainer(recipe, progress=progress, callbacks=callbacks)
+    require_test_split(trainer.bundle, recipe.data)  # the run ends with its test metrics
     with RunDir.create(recipe.output.root, recipe.name, run_dir) as rd:  # created and locked: ours alone
         trainer.run_dir = rd
         try:

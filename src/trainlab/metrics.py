@@ -241,11 +241,66 @@ def validation_metrics(recipe, task: str) -> list[str]:
     that `train.monitor` or `early_stopping.monitor` names, so `val.f1_macro` works unlisted."""
     names = list(recipe.train.metrics) or default_metrics(task)
     es = recipe.early_stopping
-    for monitor in (recipe.train.monitor, es.monitor if es is not None else ""):
+    plateau = recipe.schedule.options().get("monitor")  # reduce_on_plateau's, when the recipe names one
+    for monitor in (recipe.train.monitor, es.monitor if es is not None else "",
+                    plateau if isinstance(plateau, str) else ""):
         name = monitor[4:] if monitor.startswith("val.") else ""
         if metric_task(name) == task and name not in names:
             names.append(name)
     return names
+
+
+def monitor_problem(value: str) -> str | None:
+    """Why `value` can never be a logged metric (whatever the data), or None. A monitor is
+    `train.loss`, `train.accuracy`, `val.loss`, `val.perplexity` or `val.<metric>`."""
+    split, _, name = value.partition(".")
+    if split == "train" and name in ("loss", "accuracy"):
+        return None
+    if split == "val" and (name in ("loss", "perplexity") or METRICS.find(name) is not None):
+        return None
+    import difflib
+
+    known = ["train.loss", "train.accuracy", "val.loss", "val.perplexity"] + [
+        f"val.{e.name}" for e in METRICS.entries() if e.pattern is None]
+    close = difflib.get_close_matches(value, known, n=2, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return (f"{value!r} is not a metric trainlab logs{hint}; use train.loss, train.accuracy, val.loss or "
+            "val.<metric> (`trainlab list metrics`)")
+
+
+def check_monitors(monitors: dict[str, str], recipe, task: str, has_val: bool, num_classes: int | None,
+                   sequence: bool = False) -> None:
+    """Every monitor (recipe key -> value: `train.monitor`, `early_stopping.monitor`,
+    `schedule.monitor`) names a metric this run logs each epoch, given its data. Raises RecipeError
+    naming the key, the value and the choices, before any epoch runs."""
+    from .errors import RecipeError
+
+    names = validation_metrics(recipe, task)
+    if sequence:
+        names = [n for n in names if (METRICS.find(n) and METRICS.find(n).meta.get("sequence"))] or ["accuracy"]
+    logged = ["train.loss"] + (["train.accuracy"] if task == "classification" else [])
+    if has_val:
+        logged += ["val.loss"] + (["val.perplexity"] if sequence else []) + [f"val.{n}" for n in names]
+    for key, value in monitors.items():
+        split, _, name = value.partition(".")
+        entry = METRICS.find(name) if split == "val" else None
+        check = entry.meta.get("check") if entry is not None else None
+        reason = check(num_classes, **entry.params) if check and num_classes is not None else None
+        if reason:
+            raise RecipeError(f"{key}: {value!r} {reason}")
+        if value in logged:
+            continue
+        why = monitor_problem(value)
+        if why is None and split == "val" and not has_val:
+            why = f"{value!r} needs a validation split, and this run has none (data.val_fraction: 0)"
+        elif why is None and name == "accuracy" and task != "classification":
+            why = f"{value!r} is a classification metric but this data is {task}"
+        elif why is None and split == "val":
+            if entry is not None and entry.meta["task"] != task:
+                why = f"{value!r} is a {entry.meta['task']} metric but this data is {task}"
+            elif name == "perplexity" or sequence:
+                why = f"{value!r} is not computed for this data"
+        raise RecipeError(f"{key}: {why or repr(value) + ' is not logged'}; this run logs {', '.join(logged)}")
 
 
 def metric_task(name: str) -> str | None:

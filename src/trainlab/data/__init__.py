@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from ..errors import DataError, RecipeError
 from ..registry import Registry
 from . import cifar, folder, sklearn_sets, synthetic, tabular, text, vision
 from .augment import AUGMENTS, Augment, build_augment
@@ -33,7 +34,7 @@ SOURCES.add("text_corpus", text.text_corpus, "plain text files for language mode
 
 __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
            "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "fitted_preprocess",
-           "load_preprocess_state", "save_data_state"]
+           "load_preprocess_state", "require_test_split", "save_data_state"]
 
 
 def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
@@ -46,22 +47,34 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
     classify = src.task == "classification"
     stratify = classify and src.train.y.ndim == 1  # not per-token targets (language modelling)
     full = src.train
+    names = src.class_names if classify else None
+    check_samples(full, "data.source", f"{cfg.source}: its training data", stratify, names)
     # every saved index points into the source's own training data (its test split stays whole)
     indices: dict[str, torch.Tensor] = {}
     rest = torch.arange(len(full))
     if src.test is None:
         rest, test_idx = split_indices(full.y, cfg.test_fraction, seed, stratify=stratify)
+        held_out(cfg.test_fraction, "data.test_fraction", "test", len(full), len(rest), len(test_idx), stratify)
         test = Split(full.x[test_idx], full.y[test_idx])
         full = Split(full.x[rest], full.y[rest])
+        check_samples(full, "data.test_fraction", f"{cfg.test_fraction} leaves a training split that",
+                      stratify, names)
         indices["test"] = test_idx
     else:
         test = src.test
+        if len(test) == 0:
+            raise DataError(f"data.source: {cfg.source}'s own test split is empty")
     tr_idx, va_idx = split_indices(full.y, cfg.val_fraction, seed + 1, stratify=stratify)
+    held_out(cfg.val_fraction, "data.val_fraction", "validation", len(full), len(tr_idx), len(va_idx), stratify)
     train = Split(full.x[tr_idx], full.y[tr_idx])
+    check_samples(train, "data.val_fraction", f"{cfg.val_fraction} leaves a training split that", stratify, names)
     val = Split(full.x[va_idx], full.y[va_idx]) if len(va_idx) else None
     if cfg.subset is not None:
         keep = subset_indices(len(train), cfg.subset, seed)
+        if len(keep) == 0:
+            raise RecipeError(f"data.subset: {cfg.subset} leaves 0 training samples of {len(train)}")
         train = Split(train.x[keep], train.y[keep])
+        check_samples(train, "data.subset", f"{cfg.subset} leaves a training split that", stratify, names)
         tr_idx = tr_idx[keep]
     indices.update(train=rest[tr_idx], val=rest[va_idx])
 
@@ -106,6 +119,43 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
     return bundle
 
 
+def require_test_split(bundle: DataBundle, cfg: Any) -> None:
+    """A training run ends with its test metrics: RecipeError naming `data.test_fraction` when the
+    data has no test split (`test_fraction: 0` and a source without one of its own)."""
+    if bundle.test is None or len(bundle.test) == 0:
+        raise RecipeError(f"data.test_fraction: {cfg.test_fraction} leaves no test split, and {cfg.source} has "
+                          "none of its own; a training run ends with its test metrics (use e.g. 0.2)")
+
+
+def held_out(fraction: float, key: str, what: str, n: int, kept: int, held: int, stratify: bool) -> None:
+    """RecipeError naming `key` when holding out `fraction` of `n` samples leaves either side empty."""
+    if kept == 0:
+        raise RecipeError(f"{key}: {fraction} leaves 0 training samples of {n}; lower it or add data")
+    if fraction > 0 and held == 0:
+        per_class = " (held out per class, rounded)" if stratify else ""
+        no_split = f", or set {key}: 0 for no validation" if what == "validation" else ""
+        raise RecipeError(f"{key}: {fraction} leaves 0 {what} samples of {n}{per_class}; add data or raise it"
+                          f"{no_split}")
+
+
+def check_samples(split: Split, key: str, what: str, stratify: bool, names: list[str] | None) -> None:
+    """A training split must hold a sample, and for classification two classes. Raises DataError
+    (the source's own data) or RecipeError (what a recipe key left of it), naming `key`."""
+    err = DataError if key == "data.source" else RecipeError
+    if len(split) == 0:
+        raise err(f"{key}: {what} holds no samples")
+    if stratify:
+        found = torch.unique(split.y).tolist()
+        if len(found) < 2:
+            one = names[found[0]] if names and found[0] < len(names) else found[0]
+            raise err(f"{key}: {what} holds only one class ({one!r}) in {_samples(len(split))}; "
+                      "classification needs at least 2")
+
+
+def _samples(n: int) -> str:
+    return f"{n} sample" if n == 1 else f"{n} samples"
+
+
 def restore_step(step, i: int, state: dict[str, torch.Tensor] | None) -> bool:
     """Load step `i`'s fitted statistics from a run's saved preprocessing; False if it has none."""
     saved = {k.split(".", 1)[1]: v for k, v in (state or {}).items() if k.startswith(f"{i}.")}
@@ -121,8 +171,6 @@ def fitted_preprocess(items: list, state: dict[str, torch.Tensor] | None) -> lis
     steps = build_preprocess(items)
     for i, step in enumerate(steps):
         if not restore_step(step, i, state):
-            from ..errors import DataError
-
             raise DataError(f"data.preprocess.{i}: the run directory holds no fitted statistics for it "
                             "(data/preprocess.safetensors)")
     return steps

@@ -52,14 +52,20 @@ def read_folder(root: Path, size: tuple[int, int], mode: str, names: list[str] |
     """Every image under root/<class>/ as uint8 (N, C, H, W) plus class indices."""
     dirs = _class_dirs(root)
     found = [d.name for d in dirs]
+    training = names is None  # the training folder defines the classes
     if names is None:
         names = found
     elif set(found) - set(names):
         extra = min(set(found) - set(names))
         raise DataError(f"{root / extra}: class {extra!r} has no training images")
+    if training and len(dirs) < 2:
+        raise DataError(f"{root}: one class subfolder ({dirs[0].name!r}); classification needs at least 2 "
+                        f"({root}/<class>/<image>.png, one folder per class)")
     images, labels = [], []
     for d in dirs:
         files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if not files and training:
+            raise DataError(f"{d}: no images in class folder {d.name!r} (every class needs training images)")
         for f in files:
             images.append(_read_image(f, size, mode))
             labels.append(names.index(d.name))
@@ -68,7 +74,10 @@ def read_folder(root: Path, size: tuple[int, int], mode: str, names: list[str] |
     return Split(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)), names
 
 
-def image_folder(path: str, size: int | Annotated[list[int], Field(min_length=2, max_length=2)] = 32,
+Side = Annotated[int, Field(ge=1)]
+
+
+def image_folder(path: str, size: Side | Annotated[list[Side], Field(min_length=2, max_length=2)] = 32,
                  mode: Literal["rgb", "grayscale"] = "rgb", test_path: str | None = None) -> SourceData:
     """Class-per-subfolder PNG/JPEG images resized to `size` (an int or [height, width]), `rgb` or
     `grayscale`. Test split: `test_path`, or `path/test` beside `path/train`, else carved."""

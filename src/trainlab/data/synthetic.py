@@ -1,12 +1,18 @@
 """Synthetic data sets with known answers, for tests and demos."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 
 from .bundle import SourceData, Split
 
+Samples = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0)]
 
-def linear(seed: int, n: int = 2000, slope: float = 2.0, intercept: float = 0.0, noise: float = 0.1) -> SourceData:
+
+def linear(seed: int, n: Samples = 2000, slope: float = 2.0, intercept: float = 0.0, noise: NonNegative = 0.1) -> SourceData:
     """y = slope·x + intercept + N(0, noise²), x ~ U(-1, 1): a regression whose answer is known."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, generator=g) * 2 - 1
@@ -14,7 +20,7 @@ def linear(seed: int, n: int = 2000, slope: float = 2.0, intercept: float = 0.0,
     return SourceData(train=Split(x, y), test=None, task="regression", kind="vector")
 
 
-def addition(seed: int, n: int = 1000, noise: float = 0.0, low: float = -1.0, high: float = 1.0) -> SourceData:
+def addition(seed: int, n: Samples = 1000, noise: NonNegative = 0.0, low: float = -1.0, high: float = 1.0) -> SourceData:
     """y = x1 + x2 (+ N(0, noise²)), x ~ U(low, high)²: a 2-input linear layer should learn
     weights [1, 1] and bias 0. Small and exact, for optimizer tests and demos."""
     g = torch.Generator().manual_seed(seed)
@@ -23,7 +29,8 @@ def addition(seed: int, n: int = 1000, noise: float = 0.0, low: float = -1.0, hi
     return SourceData(train=Split(x, y), test=None, task="regression", kind="vector")
 
 
-def classification(seed: int, n: int = 1000, classes: int = 3, features: int = 2, spread: float = 1.0) -> SourceData:
+def classification(seed: int, n: Samples = 1000, classes: Annotated[int, Field(ge=2)] = 3,
+                   features: Annotated[int, Field(ge=1)] = 2, spread: Annotated[float, Field(gt=0)] = 1.0) -> SourceData:
     """Gaussian blobs (scikit-learn's make_blobs): `classes` clusters of `features`-D points with
     standard deviation `spread`, centres drawn in [-10, 10]; well separated at the default spread."""
     from sklearn.datasets import make_blobs

@@ -8,6 +8,7 @@ What was dropped or imputed is reported as a note, never silently.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,24 +18,82 @@ from pydantic import Field
 
 from ..errors import DataError, RecipeError
 from .bundle import SourceData, Split
+from .files import csv_row_lines, read_utf8
 
 Missing = Literal["mean", "median", "most_frequent", "drop"]
+Infinite = Literal["error", "missing"]
 Task = Literal["auto", "classification", "regression"]
 
 
 def _read(path: str, fmt: str):
+    """The table and, per data row, where it is (`file:line` for CSV, `file row N` for Parquet)."""
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: file not found (data.path)")
+    lines = None
     try:
-        df = pd.read_csv(p) if fmt == "csv" else pd.read_parquet(p)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        if fmt == "csv":
+            text = read_utf8(p)
+            lines = csv_row_lines(text, path)
+            df = pd.read_csv(io.StringIO(text))
+        else:
+            df = pd.read_parquet(p)
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a readable {fmt} file ({(str(e).splitlines() or [''])[0]})") from None
     if df.empty:
         raise DataError(f"{path}: no rows")
-    return df
+    where = ([f"{path}:{n}" for n in lines] if lines is not None and len(lines) == len(df)
+             else [f"{path} row {i + 1}" for i in range(len(df))])
+    return df, where
+
+
+def _clean(df, where: list[str], feats: list, target, na_values: list[str], infinite: str):
+    """Blank cells and `na_values` become missing; a text column whose values are all numbers
+    becomes numeric; a feature column of numbers with stray words is an error (never silently
+    one-hot encoded); ±inf is an error unless `infinite: missing`. Returns (df, notes)."""
+    import pandas as pd
+
+    notes = []
+    df = df.copy()
+    for c in df.columns:
+        col = df[c]
+        if _is_numeric(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        blank = text.map(lambda v: isinstance(v, str) and (v == "" or v in na_values))
+        text = text.mask(blank)
+        present = text.notna()
+        numbers = pd.to_numeric(text[present], errors="coerce")
+        if present.any() and numbers.notna().all():
+            df[c] = pd.to_numeric(text, errors="coerce")
+        elif c in feats and present.any() and numbers.notna().mean() >= 0.5:
+            bad = numbers.index[numbers.isna()]
+            first, n_bad = bad[0], len(bad)
+            raise DataError(f"{where[first]}: column {str(c)!r} holds numbers but {text[first]!r} here "
+                            f"({n_bad} such cell{'s' if n_bad > 1 else ''}); leave missing values empty or "
+                            "list the marker in data.na_values")
+        elif blank.any():
+            df[c] = text
+    infinite_cells = {}  # column -> mask of its ±inf cells
+    for c in dict.fromkeys([*feats, target]):
+        if _is_numeric(df[c]):
+            inf = np.isinf(df[c].to_numpy(dtype=float))
+            if inf.any():
+                infinite_cells[c] = inf
+    if infinite_cells and infinite != "missing":
+        first = min(int(np.flatnonzero(m)[0]) for m in infinite_cells.values())
+        c = next(c for c, m in infinite_cells.items() if m[first])
+        n_inf = int(sum(m.sum() for m in infinite_cells.values()))
+        what = "target" if c == target else "column"
+        raise DataError(f"{where[first]}: {what} {str(c)!r} is {float(df[c].iloc[first]):+} ({n_inf} infinite "
+                        f"cell{'s' if n_inf > 1 else ''}); fix the data or set data.infinite: missing to treat "
+                        "them as missing values")
+    for c, inf in infinite_cells.items():
+        df[c] = df[c].mask(inf)
+        notes.append(f"{int(inf.sum())} infinite cells of column {str(c)!r} read as missing (data.infinite: missing)")
+    return df, notes
 
 
 def _is_numeric(col) -> bool:
@@ -63,14 +122,14 @@ def _label_names(col) -> list:
 
 def table(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
           missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20, test_path: str | None = None,
-          fmt: str = "csv") -> SourceData:
+          fmt: str = "csv", na_values: list[str] | None = None, infinite: Infinite = "error") -> SourceData:
     import pandas as pd
 
-    df = _read(path, fmt)
+    df, where = _read(path, fmt)
     n_train_file = len(df)
     if test_path:
-        test_df = _read(test_path, fmt)
-        df = pd.concat([df, test_df], ignore_index=True)
+        test_df, test_where = _read(test_path, fmt)
+        df, where = pd.concat([df, test_df], ignore_index=True), where + test_where
     columns = [str(c) for c in df.columns]
     if target not in df.columns:
         raise DataError(f"{path}: no target column {target!r} (data.target); columns: {', '.join(columns)}")
@@ -82,7 +141,7 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
             raise RecipeError(f"data.features: {target!r} is the target column")
     if not feats:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    notes = []
+    df, notes = _clean(df, where, feats, target, list(na_values or []), infinite)
     keep = df[target].notna().to_numpy().copy()
     if not keep.all():
         notes.append(f"dropped {int((~keep).sum())} rows whose target {target!r} is missing")
@@ -101,6 +160,12 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
     kind = infer_task(df[target], max_classes) if task == "auto" else task
     if kind == "classification":
         names = _label_names(df[target])
+        in_train = _label_names(df[target][~is_test])
+        if not in_train:
+            raise DataError(f"{path}: no rows left after dropping rows with missing values")
+        if len(in_train) < 2:
+            raise DataError(f"{path}: target column {target!r} holds one class ({in_train[0]!r}) in "
+                            f"{int((~is_test).sum())} rows; classification needs at least 2")
         index = {v: i for i, v in enumerate(names)}
         y = torch.tensor([index[v] for v in df[target].tolist()], dtype=torch.long)
         class_names = [str(int(v)) if isinstance(v, float) and v == int(v) else str(v) for v in names]
@@ -145,6 +210,9 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
                 continue
             sub = x.iloc[s.x.numpy()]
             imputed += int(sub.isna().sum().sum())
+            if len(sub) == 0:  # e.g. data.test_fraction: 0 (scikit-learn refuses to transform no rows)
+                out[k] = Split(torch.zeros(0, len(ct.get_feature_names_out())), s.y)
+                continue
             out[k] = Split(torch.tensor(ct.transform(sub), dtype=torch.float32), s.y)
         if imputed:
             cats = "categorical columns: its most frequent value; " if categorical else ""
@@ -174,15 +242,17 @@ def _fitted_columns(ct, numeric: list, categorical: list) -> dict:
 
 def csv(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
         missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
-        test_path: str | None = None) -> SourceData:
+        test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error") -> SourceData:
     """A CSV table: `target` column, `features` (a list, or `all` but the target); task inferred
     (classification for text/bool targets or integers with ≤ `max_classes` values) or given;
-    categorical features one-hot encoded; `missing`: impute (mean/median/most_frequent) or drop rows."""
-    return table(path, target, features, task, missing, max_classes, test_path, "csv")
+    categorical features one-hot encoded; `missing`: impute (mean/median/most_frequent) or drop rows.
+    Empty cells and `na_values` (e.g. `["?"]`) are missing; ±inf is an error unless `infinite: missing`.
+    A row with the wrong number of fields, or a word in a column of numbers, is an error naming its line."""
+    return table(path, target, features, task, missing, max_classes, test_path, "csv", na_values, infinite)
 
 
 def parquet(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
             missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
-            test_path: str | None = None) -> SourceData:
+            test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error") -> SourceData:
     """A Parquet table; options as csv."""
-    return table(path, target, features, task, missing, max_classes, test_path, "parquet")
+    return table(path, target, features, task, missing, max_classes, test_path, "parquet", na_values, infinite)

@@ -10,6 +10,7 @@ back as `vocab:`, so a checkpoint is always read with the ids it was trained on.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import re
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from ..errors import DataError, RecipeError
 from .bundle import SourceData, Split
+from .files import csv_row_lines, read_utf8
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -93,14 +95,25 @@ def _vocab_fitter(src: SourceData, raw: RawVocab, level: str, lowercase: bool, m
     return fit
 
 
-def _encode_rows(texts: list[str], raw: RawVocab, level: str, lowercase: bool, max_len: int) -> torch.Tensor:
-    """(N, max_len) raw ids, truncated at max_len and right-padded with 0."""
+def _encode_rows(texts: list[str], raw: RawVocab, level: str, lowercase: bool, max_len: int) -> tuple[torch.Tensor, int]:
+    """(N, max_len) raw ids, truncated at max_len and right-padded with 0; and how many texts had no token."""
     out = torch.zeros(len(texts), max_len, dtype=torch.long)
+    empty = 0
     for i, text in enumerate(texts):
         ids = raw.encode(tokenize(text, level, lowercase)[:max_len])
         if ids:
             out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out
+        else:
+            empty += 1
+    return out, empty
+
+
+def _empty_texts(path: str, text: str, empty: int, n: int, notes: list[str]) -> None:
+    """Empty texts (no token) are noted; a file of nothing but empty texts is an error."""
+    if empty == n:
+        raise DataError(f"{path}: all {n} texts in {text!r} (data.text) are empty (no tokens)")
+    if empty:
+        notes.append(f"{path}: {empty} of {n} texts in {text!r} are empty (no tokens); they are all padding")
 
 
 def _read_csv(path: str, text: str, label: str) -> tuple[list[str], list[str]]:
@@ -109,9 +122,11 @@ def _read_csv(path: str, text: str, label: str) -> tuple[list[str], list[str]]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: file not found (data.path)")
+    text_ = read_utf8(p)
+    csv_row_lines(text_, path)  # a row with the wrong number of fields, named by its line
     try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        df = pd.read_csv(io.StringIO(text_), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a readable CSV file ({str(e).splitlines()[0]})") from None
     for col, key in ((text, "data.text"), (label, "data.label")):
         if col not in df.columns:
@@ -124,8 +139,13 @@ def _read_jsonl(path: str, text: str, label: str) -> tuple[list[str], list[str]]
     if not p.is_file():
         raise DataError(f"{path}: file not found (data.path)")
     texts, labels = [], []
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start} of the line); "
+                                "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -146,6 +166,9 @@ def _class_ids(labels: list[str], path: str, label: str, names: list[str] | None
         raise DataError(f"{path}: column {label!r} has {len(missing)} empty labels (first in data row {missing[0] + 1})")
     if names is None:
         distinct = set(labels)
+        if len(distinct) < 2:
+            raise DataError(f"{path}: column {label!r} (data.label) holds one label ({labels[0]!r}) in "
+                            f"{len(labels)} rows; classification needs at least 2")
         numeric = all(re.fullmatch(r"-?\d+", v) for v in distinct)
         names = sorted(distinct, key=int) if numeric else sorted(distinct)
     index = {c: i for i, c in enumerate(names)}
@@ -162,14 +185,21 @@ def _labelled(reader, path: str, text: str, label: str, level: str, max_len: int
         raise DataError(f"{path}: no rows")
     raw = RawVocab()
     y, names = _class_ids(labels, path, label)
-    train = Split(_encode_rows(texts, raw, level, lowercase, max_len), y)
+    notes: list[str] = []
+    x, empty = _encode_rows(texts, raw, level, lowercase, max_len)
+    _empty_texts(path, text, empty, len(texts), notes)
+    train = Split(x, y)
     test = None
     if test_path:
         t_texts, t_labels = reader(test_path, text, label)
+        if not t_texts:
+            raise DataError(f"{test_path}: no rows (data.test_path)")
         t_y, _ = _class_ids(t_labels, test_path, label, names)
-        test = Split(_encode_rows(t_texts, raw, level, lowercase, max_len), t_y)
+        t_x, t_empty = _encode_rows(t_texts, raw, level, lowercase, max_len)
+        _empty_texts(test_path, text, t_empty, len(t_texts), notes)
+        test = Split(t_x, t_y)
     src = SourceData(train=train, test=test, task="classification", class_names=names, kind="tokens",
-                     extra={"seq_len": max_len, "level": level})
+                     extra={"seq_len": max_len, "level": level}, notes=notes)
     src.fit = _vocab_fitter(src, raw, level, lowercase, max_vocab, min_freq, vocab, tokens_are_classes=False)
     return src
 
@@ -213,12 +243,9 @@ def _corpus_text(path: str | list[str] | None, corpus: str) -> str:
         if not found:
             raise DataError(f"{pattern}: no file matches (data.path)")
         files += found
-    parts = []
-    for f in files:
-        try:
-            parts.append(Path(f).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{f}: cannot read as UTF-8 text ({e})") from None
+    parts = [read_utf8(f) for f in files]
+    if not any(p.strip() for p in parts):
+        raise DataError(f"{', '.join(files)}: no text (data.path)")
     return "\n\n".join(parts)
 
 

@@ -107,9 +107,18 @@ def load_idx_pair(images: Path, labels: Path) -> Split:
     return Split(x.unsqueeze(1), y.long())
 
 
+def _check_labels(split: Split, labels: Path, classes: int) -> Split:
+    if len(split) and (int(split.y.min()) < 0 or int(split.y.max()) >= classes):
+        bad = int(split.y.max()) if int(split.y.max()) >= classes else int(split.y.min())
+        raise DataError(f"{labels}: label {bad} out of range 0-{classes - 1}")
+    return split
+
+
 def _idx_source(name: str, class_names: list[str], root: str | None) -> SourceData:
     tr_x, tr_y, te_x, te_y = locate(name, root)
-    return SourceData(train=load_idx_pair(tr_x, tr_y), test=load_idx_pair(te_x, te_y),
+    n = len(class_names)
+    return SourceData(train=_check_labels(load_idx_pair(tr_x, tr_y), tr_y, n),
+                      test=_check_labels(load_idx_pair(te_x, te_y), te_y, n),
                       task="classification", class_names=class_names, kind="image")
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from torch import nn
 
 from .init import Init, apply_init
+from .options import Dropout, Size
 from .inputs import image_shape
 from .mlp import ACTIVATIONS, Activation
 
@@ -26,7 +27,8 @@ def _he_init(model: nn.Module, activation: str) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity=gain)
 
 
-def convnet(info, widths: list[int] = [32, 64, 128], blocks: int = 1, dropout: float = 0.0,
+def convnet(info, widths: list[Size] = [32, 64, 128], blocks: Size = 1,
+            dropout: Dropout = 0.0,
             downsample: Literal["stride", "maxpool"] = "stride", norm: Literal["batch", "none"] = "batch",
             activation: Activation = "relu", init: Init = "default",
             head: Literal["flatten", "avgpool"] = "flatten", stem_stride: Literal[1, 2] = 1) -> nn.Module:
@@ -50,6 +52,12 @@ def convnet(info, widths: list[int] = [32, 64, 128], blocks: int = 1, dropout: f
     h, w = (h + stem_stride - 1) // stem_stride, (w + stem_stride - 1) // stem_stride
     for _ in widths[1:]:  # a stride-2 conv gives ceil(size / 2), a 2×2 max-pool floor(size / 2)
         h, w = ((h + 1) // 2, (w + 1) // 2) if downsample == "stride" else (h // 2, w // 2)
+    if h == 0 or w == 0:
+        from ..errors import RecipeError
+
+        size = image_shape(info, "convnet")[1:]
+        raise RecipeError(f"model.widths: {len(widths)} stages halve {size[0]}×{size[1]} images to nothing with "
+                          "downsample: maxpool; use fewer widths or downsample: stride")
     pool = [nn.Flatten()] if head == "flatten" else [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     features = cin * h * w if head == "flatten" else cin
     model = nn.Sequential(*layers, *pool, nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
@@ -89,8 +97,9 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet5(info, channels: tuple[int, int] = (6, 16), hidden: tuple[int, ...] = (120, 84), activation: Activation = "relu",
-           pool: Literal["max", "avg"] = "max", batch_norm: bool = False, dropout: float = 0.0,
+def lenet5(info, channels: tuple[Size, Size] = (6, 16), hidden: tuple[Size, ...] = (120, 84),
+           activation: Activation = "relu", pool: Literal["max", "avg"] = "max", batch_norm: bool = False,
+           dropout: Dropout = 0.0,
            init: Init = "default") -> nn.Module:
     """LeNet-5 for 28×28 or 32×32 (or larger) images. The 1998 original used tanh and average
     pooling (`activation: tanh, pool: avg`); ReLU and max-pooling train faster."""

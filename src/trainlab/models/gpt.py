@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import RecipeError
 from .init import Init, apply_init
+from .options import Dropout, Ratio, Size
 from .inputs import is_tokens, sequence_length, vocab_size
 from .transformer import Block, check_heads, init_transformer
 
@@ -50,13 +51,13 @@ class GPT(nn.Module):
         return idx
 
 
-def gpt(info, dim: int = 128, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.1,
-        block_size: int | None = None, init: Init = "default") -> nn.Module:
+def gpt(info, dim: Size = 128, depth: Size = 4, heads: Size = 4, mlp_ratio: Ratio = 4.0, dropout: Dropout = 0.1,
+        block_size: Size | None = None, init: Init = "default") -> nn.Module:
     """A causal decoder over token windows (`text_corpus`): one next-token prediction per position.
     block_size (the longest context) defaults to the data's window length."""
     if not is_tokens(info):
         raise RecipeError(f"model.name: gpt needs token data (text_corpus); the data are {info.kind!r}")
-    check_heads(dim, heads)
+    check_heads(dim, heads, mlp_ratio)
     length = sequence_length(info)
     block = block_size or length
     if block < length:

@@ -7,6 +7,7 @@ from typing import Literal
 from torch import nn
 
 from .init import Init, apply_init
+from .options import Dropout, Size
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"]
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
@@ -17,7 +18,7 @@ def _in_features(info) -> int:
     return math.prod(info.input_shape)
 
 
-def linear(info, bias: bool = True, dropout: float = 0.0, init: Init = "default") -> nn.Module:
+def linear(info, bias: bool = True, dropout: Dropout = 0.0, init: Init = "default") -> nn.Module:
     """One linear layer from the flattened input to the outputs (logits or regression targets);
     `dropout` drops input features."""
     # without dropout the layer stays at index 1 ("1.weight"), as tools reading a linear fit expect
@@ -26,7 +27,7 @@ def linear(info, bias: bool = True, dropout: float = 0.0, init: Init = "default"
     return apply_init(nn.Sequential(*layers), init)
 
 
-def mlp(info, widths: list[int] = [256], activation: Activation = "relu", dropout: float = 0.0,
+def mlp(info, widths: list[Size] = [256], activation: Activation = "relu", dropout: Dropout = 0.0,
         norm: Literal["none", "batch", "layer"] = "none", init: Init = "default") -> nn.Module:
     """Flatten → [Linear → norm → activation → dropout] per width → Linear head.
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import RecipeError
 from .init import Init, apply_init
+from .options import Dropout, Size
 from .inputs import image_shape
 
 
@@ -81,8 +82,8 @@ def _stem(kind: str, cin: int, cout: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def resnet(info, depth: int = 20, width: int | None = None, stem: Literal["auto", "cifar", "imagenet"] = "auto",
-           stem_stride: int = 1, shortcut: Literal["auto", "a", "b"] = "auto", dropout: float = 0.0,
+def resnet(info, depth: int = 20, width: Size | None = None, stem: Literal["auto", "cifar", "imagenet"] = "auto",
+           stem_stride: int = 1, shortcut: Literal["auto", "a", "b"] = "auto", dropout: Dropout = 0.0,
            zero_init_residual: bool = True, init: Init = "default") -> nn.Module:
     """A ResNet for the data's image shape.
 

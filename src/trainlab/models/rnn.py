@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .init import Init, apply_init
+from .options import Dropout, Size
 from .inputs import FeatureSequence, is_tokens, pad_index, vocab_size
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -56,8 +57,8 @@ class RNNClassifier(nn.Module):
         return self.head(self.drop(feat))
 
 
-def rnn(info, cell: Literal["rnn", "lstm", "gru"] = "lstm", embed_dim: int = 128, hidden: int = 128, layers: int = 1,
-        bidirectional: bool = False, pool: Literal["last", "mean", "max"] = "last", dropout: float = 0.0,
+def rnn(info, cell: Literal["rnn", "lstm", "gru"] = "lstm", embed_dim: Size = 128, hidden: Size = 128, layers: Size = 1,
+        bidirectional: bool = False, pool: Literal["last", "mean", "max"] = "last", dropout: Dropout = 0.0,
         init: Init = "default") -> nn.Module:
     """A recurrent classifier. Token data (text sources) are embedded (`embed_dim`; vocabulary size
     and padding index come from the data); other data are read as a sequence of feature vectors

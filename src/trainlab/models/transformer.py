@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import RecipeError
 from .init import Init, apply_init
+from .options import Dropout, Ratio, Size
 from .inputs import FeatureSequence, is_tokens, pad_index, sequence_length, vocab_size
 
 
@@ -63,9 +64,12 @@ def init_transformer(model: nn.Module, depth: int) -> None:
             nn.init.normal_(m.mlp[2].weight, std=0.02 / math.sqrt(2 * depth))
 
 
-def check_heads(dim: int, heads: int) -> None:
+def check_heads(dim: int, heads: int, mlp_ratio: float = 1.0) -> None:
+    """The options' ranges are checked when the recipe loads; this checks how they fit together."""
     if heads < 1 or dim % heads:
         raise RecipeError(f"model.heads: dim {dim} must be divisible by heads {heads}")
+    if int(dim * mlp_ratio) < 1:
+        raise RecipeError(f"model.mlp_ratio: {mlp_ratio} × dim {dim} leaves the blocks' MLP no units")
 
 
 class TransformerClassifier(nn.Module):
@@ -105,12 +109,12 @@ class TransformerClassifier(nn.Module):
         return self.head((h * w).sum(1) / w.sum(1))
 
 
-def transformer(info, dim: int = 128, depth: int = 2, heads: int = 4, mlp_ratio: float = 4.0,
-                pool: Literal["cls", "mean"] = "mean", dropout: float = 0.1, init: Init = "default") -> nn.Module:
+def transformer(info, dim: Size = 128, depth: Size = 2, heads: Size = 4, mlp_ratio: Ratio = 4.0,
+                pool: Literal["cls", "mean"] = "mean", dropout: Dropout = 0.1, init: Init = "default") -> nn.Module:
     """A transformer encoder classifier. Token data are embedded (vocabulary, padding index and
     length come from the data; padded positions are masked out of attention and pooling); other
     data are read as a sequence of feature vectors (images row by row) projected to `dim`."""
-    check_heads(dim, heads)
+    check_heads(dim, heads, mlp_ratio)
     if is_tokens(info):
         embed: nn.Module = nn.Embedding(vocab_size(info, "transformer"), dim, padding_idx=pad_index(info))
         pad = pad_index(info)

@@ -17,6 +17,7 @@ from ..data.augment import parse_augment
 from ..data.preprocess import parse_preprocess
 from ..errors import RecipeError
 from ..losses import LOSSES
+from ..metrics import monitor_problem
 from ..models import MODELS
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..registry import format_validation_error
@@ -53,6 +54,34 @@ def check_recipe(recipe: Recipe) -> Recipe:
     return recipe
 
 
+def monitors(recipe: Recipe) -> dict[str, str]:
+    """The monitors a recipe names (recipe key -> metric): `train.monitor` unless `auto`,
+    `early_stopping.monitor` when it stops early, and the schedule's `monitor` option
+    (reduce_on_plateau's default `val.loss` when the recipe leaves it out)."""
+    out = {}
+    if recipe.train.monitor != "auto":
+        out["train.monitor"] = recipe.train.monitor
+    if recipe.early_stopping is not None:
+        out["early_stopping.monitor"] = recipe.early_stopping.monitor
+    option = SCHEDULES.options(SCHEDULES.get(recipe.schedule.name, "schedule.name").name).get("monitor")
+    if option is not None:
+        value = recipe.schedule.options().get("monitor", option.default)
+        if isinstance(value, str):
+            out["schedule.monitor"] = value
+    return out
+
+
+def check_monitor_names(recipe: Recipe) -> None:
+    """Every monitor the recipe names is a metric trainlab can log (whatever the data): the Trainer
+    asks this before it loads any data, so a typo is found at once, not after the first epoch.
+    Not part of `check_recipe`: a finished run whose recipe has such a typo still loads. Raises
+    RecipeError naming the key."""
+    for key, value in monitors(recipe).items():
+        why = monitor_problem(value)
+        if why:
+            raise RecipeError(f"{key}: {why}")
+
+
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     """Apply `a.b=c` overrides; values are parsed as YAML (so the schema types them)."""
     raw = copy.deepcopy(raw)
@@ -71,12 +100,23 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
+def read_text(path: Path) -> str:
+    """A recipe file's text; RecipeError naming the first byte that is not UTF-8 (and its line)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise RecipeError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, "
+                          f"line {line}); save the recipe as UTF-8") from None
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise RecipeError(f"{p}: recipe file not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(read_text(p))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -44,7 +44,7 @@ class DataConfig(Component):
     batch_size: int = Field(128, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(1024, ge=1, description="Batch size for validation, test and prediction.")
     subset: float | int | None = Field(None, gt=0,
-                                       description="Keep only this many training samples (int) or this share (float < 1); for quick runs.")
+                                       description="Keep only this many training samples (an integer) or this share (a number ≤ 1.0, e.g. 0.1); for quick runs.")
     preprocess: list[dict[str, Any] | str] = Field(
         default_factory=list, description="Transforms fitted on the training split, e.g. `[{normalize: standard}]`.")
     augment: list[dict[str, Any] | str] = Field(
@@ -56,6 +56,14 @@ class DataConfig(Component):
     memory_budget_mb: float = Field(4096.0, gt=0, description="Largest training split (MB) that `loader: auto` "
                                                               "keeps on the in-memory fast path.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes of the streaming loader.")
+
+    @pydantic.field_validator("subset")
+    @classmethod
+    def _subset_share(cls, v: float | int | None) -> float | int | None:
+        if isinstance(v, float) and v > 1:
+            raise _recipe_error(f"data.subset: {v} is a share and must be at most 1.0; "
+                                f"give a number of samples as an integer ({int(v)})")
+        return v
 
 
 class ModelConfig(Component):

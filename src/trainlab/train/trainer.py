@@ -15,13 +15,14 @@ import torch
 
 from ..build import Parts, build_parts, set_threads
 from ..data import DataBundle
-from ..metrics import compute_metrics, higher_is_better, predict, resolve_monitor, validation_metrics
+from ..metrics import (check_monitors, compute_metrics, higher_is_better, predict, resolve_monitor,
+                       validation_metrics)
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
 from ..perf import mfu, peak_flops, train_step_flops
 from ..precision import autocast, grad_scaler, precision_dtype, resolve_precision
-from ..recipe import Recipe
+from ..recipe import Recipe, check_monitor_names, monitors
 from ..track.rundir import RunDir
 from ..track.trackers import build_trackers
 from .callbacks import Callback, EarlyStopping, ProgressReporter
@@ -45,6 +46,7 @@ class Trainer:
         cfg = recipe.train
         set_threads(recipe)  # reported in env.json and the summary
         self.determinism = set_determinism(cfg.deterministic)
+        check_monitor_names(recipe)  # a monitor trainlab never logs: before any data is read
         if parts is None:
             parts = build_parts(recipe, bundle)
         self.parts = parts
@@ -64,6 +66,9 @@ class Trainer:
         self.epochs = cfg.epochs
         es = recipe.early_stopping
         self.monitor = resolve_monitor(recipe, self.task, self.bundle.val is not None)
+        info = self.bundle.info  # every monitor is one this run logs: found now, not after an epoch
+        check_monitors(monitors(recipe), recipe, self.task, self.bundle.val is not None, info.num_classes,
+                       bool(info.extra.get("sequence_targets")))
         self.restore_best = es.restore_best if es is not None else True  # evaluate `best`, not `last`
         self.lr_used = base_lr(self.optimizer)  # the LR of the latest optimizer step, for the logs
         self.callbacks: list[Callback] = []
