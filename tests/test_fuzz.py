@@ -129,8 +129,27 @@ NAMED = {"data.source": st.sampled_from(SOURCES), "model.name": st.sampled_from(
                                    max_size=3)}
 
 
+# values a user would plausibly write, so that a good share of the generated recipes train
+PLAUSIBLE = {"seed": [0, 1, 7], "data.val_fraction": [0.1, 0.2, 0.0], "data.test_fraction": [0.2, 0.3],
+             "data.batch_size": [8, 16, 150], "data.eval_batch_size": [7, 64], "data.subset": [0.5, 100, 1.0],
+             "data.preprocess": [["normalize"], []], "data.augment": [[], ["noise"]],
+             "data.loader": ["auto", "memory"], "model.name": ["mlp", "linear"],
+             "model.widths": [[8], [32, 16], []], "model.dropout": [0.0, 0.1, 0.5],
+             "model.activation": ["relu", "gelu", "tanh"], "optim.lr": [0.1, 0.01, 1e-3],
+             "optim.weight_decay": [0.0, 0.01], "optim.momentum": [0.9], "optim.l1": [1e-4],
+             "schedule.warmup": [0.1, 2], "train.precision": ["auto", "fp32", "bf16"], "train.grad_clip": [1.0],
+             "train.accumulate": [1, 2], "train.checkpoint_every": [3, 10], "train.log_every": [1, 5],
+             "train.on_nonfinite": ["skip", "rollback", "stop"], "early_stopping": [{"patience": 1}],
+             "early_stopping.patience": [0, 1], "output.plots": [True], "output.report": [True],
+             "output.trackers": [["tensorboard"], []]}
+
+
 def key_value():
-    return st.sampled_from(KEYS).flatmap(lambda k: st.tuples(st.just(k), NAMED.get(k, value)))
+    def for_key(k):
+        wild = NAMED.get(k, value)
+        good = st.sampled_from(PLAUSIBLE[k]) if k in PLAUSIBLE else wild
+        return st.tuples(st.just(k), st.one_of(good, good, wild))
+    return st.sampled_from(KEYS).flatmap(for_key)
 
 
 def base_recipe(source: str = "sklearn:iris") -> dict:
@@ -176,14 +195,22 @@ override_value = st.one_of(nasty, st.sampled_from(["[-1]", "[8, 8]", "{", "}", "
                                                    "2", "mlp", "sgd", "cpu", "true", "[val.loss]"]), words)
 
 
+def as_set_value(v) -> str:
+    return v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...")
+
+
+override = st.one_of(key_value().map(lambda kv: (kv[0], as_set_value(kv[1]))),
+                     key_value().map(lambda kv: (kv[0], as_set_value(kv[1]))),
+                     st.tuples(override_key, override_value))
+
+
 @fuzz_settings(100)
-@given(sets=st.lists(st.tuples(override_key, override_value), min_size=1, max_size=3),
-       raw=st.booleans())
+@given(sets=st.lists(override, min_size=1, max_size=3), raw=st.sampled_from([False] * 5 + [True]))
 def test_fuzz_overrides(sets, raw, fuzz_cases):
     """`--set KEY=VALUE` with generated keys and values, on a recipe that trains."""
     args = []
     for key, val in sets:
-        args += ["--set", val if raw and not key else f"{key}={val}"]  # raw: an argument without `=`
+        args += ["--set", val if raw else f"{key}={val}"]  # raw: an argument that may lack `=`
     with case_dir() as d:
         (d / "recipe.yaml").write_text(yaml.safe_dump(base_recipe()))
         rc, out, err = run_case(["train", "recipe.yaml", *args], d, fuzz_cases)
@@ -192,25 +219,35 @@ def test_fuzz_overrides(sets, raw, fuzz_cases):
 
 # --- CSV files ----------------------------------------------------------------------------------------
 
-cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-5, 5),
-                 st.sampled_from(["", "NA", "nan", "inf", "-inf", "x", "1,5", "[/x]", " 3 "]), words)
+odd_cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-5, 5),
+                     st.sampled_from(["", "NA", "nan", "inf", "-inf", "x", "1,5", "[/x]", " 3 ", "?"]), words)
+column_name = st.one_of(st.sampled_from(["a", "b", "c", "d", "size", "colour"]), texty)
 
 
 @st.composite
 def csv_table(draw):
-    """A CSV a user might have: 0–4 features of mixed types, a target of 1–4 classes or numbers, missing
-    and odd cells, and now and then damage: ragged rows, non-UTF-8 bytes, no rows, no header."""
-    n_feat = draw(st.integers(0, 4))
-    header = [draw(st.one_of(st.sampled_from(["a", "b", "c", "d"]), texty)) for _ in range(n_feat)] + ["y"]
-    n_rows = draw(st.integers(0, 24))
-    numeric = [draw(st.booleans()) for _ in range(n_feat)]
-    labels = draw(st.one_of(st.lists(texty, min_size=1, max_size=4), st.lists(st.integers(0, 3), min_size=1,
-                                                                              max_size=4)))
-    regression = draw(st.booleans())
+    """A CSV a user might have: 0–4 features, numeric (now and then a missing or odd cell) or
+    categorical, a target of 1–4 classes or numbers; and now and then damage: ragged rows, non-UTF-8
+    bytes, no rows, no header. Most tables are well-formed, so most cases also train."""
+    n_feat = draw(st.sampled_from([1, 2, 3, 4] * 3 + [0]))
+    header = draw(st.lists(column_name, min_size=n_feat, max_size=n_feat,
+                           unique_by=lambda c: c.strip().lower()).filter(lambda h: "y" not in h)) + ["y"]
+    n_rows = draw(st.sampled_from([12, 20, 30, 40] * 3 + [0, 1, 2, 5]))
+    numeric = [draw(st.sampled_from([True, True, True, False])) for _ in range(n_feat)]
+    odd = draw(st.sampled_from([0.0] * 3 + [0.05, 0.3]))  # share of odd cells
+    categories = draw(st.lists(texty, min_size=1, max_size=4))
+    labels = draw(st.one_of(st.sampled_from([["cat", "dog"], [0, 1, 2], ["yes", "no", "maybe"], [1, 2]]),
+                            st.lists(texty, min_size=1, max_size=4, unique=True),
+                            st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True)))
+    regression = draw(st.sampled_from([False, False, True]))
     rows = []
     for _ in range(n_rows):
-        row = [draw(st.floats(-10, 10, width=32)) if num and draw(st.integers(0, 9)) else draw(cell)
-               for num in numeric]
+        row = []
+        for num in numeric:
+            if draw(st.floats(0, 1)) < odd:
+                row.append(draw(odd_cell))
+            else:
+                row.append(draw(st.floats(-10, 10, width=32)) if num else draw(st.sampled_from(categories)))
         row.append(draw(st.floats(-5, 5, width=32)) if regression else draw(st.sampled_from(labels)))
         rows.append(row)
     buf = io.StringIO()
@@ -218,8 +255,8 @@ def csv_table(draw):
     w.writerow(header)
     w.writerows(rows)
     data = buf.getvalue().encode()
-    damage = draw(st.sampled_from(["none"] * 6 + ["ragged_long", "ragged_short", "latin1", "empty", "header_only",
-                                                  "no_newline_junk"]))
+    damage = draw(st.sampled_from(["none"] * 12 + ["ragged_long", "ragged_short", "latin1", "empty", "header_only",
+                                                   "no_newline_junk"]))
     lines = data.split(b"\n")
     if damage == "ragged_long" and len(lines) > 2:
         lines[1] += b",extra,fields"
@@ -239,8 +276,8 @@ def csv_table(draw):
 @fuzz_settings(150)
 @given(table=csv_table(), command=st.sampled_from(["train"] * 4 + ["data"]),
        opts=st.fixed_dictionaries({"missing": st.sampled_from(["mean", "median", "most_frequent", "drop"]),
-                                   "val_fraction": st.sampled_from([0.0, 0.1, 0.3, 0.99]),
-                                   "test_fraction": st.sampled_from([0.0, 0.2, 0.5, 0.99]),
+                                   "val_fraction": st.sampled_from([0.2, 0.2, 0.0, 0.3, 0.99]),
+                                   "test_fraction": st.sampled_from([0.2, 0.2, 0.5, 0.0, 0.99]),
                                    "batch_size": st.sampled_from([1, 4, 64]),
                                    "task": st.sampled_from(["auto", "auto", "classification", "regression"])}))
 def test_fuzz_csv(table, command, opts, fuzz_cases):
@@ -270,10 +307,13 @@ def text_file(draw):
     """Labelled texts as CSV or JSONL: empty and whitespace texts, unicode, markup in labels, 1–3 classes;
     now and then a line that is not JSON, a missing key, or non-UTF-8 bytes."""
     fmt = draw(st.sampled_from(["csv", "jsonl"]))
-    labels = draw(st.lists(texty, min_size=1, max_size=3, unique=True))
-    texts = draw(st.lists(st.tuples(st.one_of(words, st.sampled_from(["", " ", "\n", "the cat sat",
-                                                                      "[/x] y"])),
-                                    st.sampled_from(labels)), max_size=20))
+    labels = draw(st.one_of(st.sampled_from([["pos", "neg"], ["a", "b", "c"]]),
+                            st.lists(texty, min_size=1, max_size=3, unique=True)))
+    sentence = st.lists(st.sampled_from(["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "ünï", "[/x]"]),
+                        max_size=8).map(" ".join)
+    texts = draw(st.lists(st.tuples(st.one_of(sentence, sentence, words, st.sampled_from(["", " ", "\n"])),
+                                    st.sampled_from(labels)), min_size=draw(st.sampled_from([0, 20, 20])),
+                          max_size=30))
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -282,7 +322,7 @@ def text_file(draw):
         data = buf.getvalue().encode()
     else:
         data = "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in texts).encode()
-    damage = draw(st.sampled_from(["none"] * 5 + ["latin1", "bad_line", "missing_key"]))
+    damage = draw(st.sampled_from(["none"] * 9 + ["latin1", "bad_line", "missing_key"]))
     if damage == "latin1":
         data += "caf\xe9,x\n".encode("latin-1")
     elif damage == "bad_line":
@@ -293,8 +333,8 @@ def text_file(draw):
 
 
 @fuzz_settings(80)
-@given(doc=text_file(), model=st.sampled_from(["rnn", "transformer", "mlp"]),
-       level=st.sampled_from(["word", "char"]), val_fraction=st.sampled_from([0.0, 0.2, 0.9]))
+@given(doc=text_file(), model=st.sampled_from(["rnn", "transformer"] * 3 + ["mlp"]),
+       level=st.sampled_from(["word", "char"]), val_fraction=st.sampled_from([0.0, 0.2, 0.2, 0.9]))
 def test_fuzz_text(doc, model, level, val_fraction, fuzz_cases):
     """`trainlab train` on generated labelled-text files (text_csv, text_jsonl)."""
     fmt, data, damage = doc

@@ -76,7 +76,10 @@ def one_cycle(optimizer, total_steps: int, pct_start: float = 0.25, div_factor: 
     caps, groups = optimizer_capabilities(optimizer), optimizer.param_groups
     has_momentum = (caps.momentum == "betas" and all("betas" in g for g in groups)) or (
         caps.momentum == "momentum" and all(g.get("momentum", 0) > 0 for g in groups))
-    return OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(1, total_steps),
+    total_steps = max(1, total_steps)
+    if abs(pct_start * total_steps - 1.0) < 1e-9:  # a warm-up of exactly one step: torch's OneCycleLR
+        pct_start = (1.0 + 1e-6) / total_steps      # divides by its zero length; a hair longer is the same
+    return OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=total_steps,
                       pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
                       cycle_momentum=cycle_momentum and has_momentum and not caps.schedule_free)
 
