@@ -5,7 +5,7 @@ runs on each in-process (`trainlab.cli.main`, as `python -m trainlab` would), an
   traceback or a crash;
 - no run directory left unmarked: every env.json under the output root says how its run ended.
 
-Bounded for CI: a fixed number of examples per test (derandomized, so every run tries the same cases),
+Bounded for CI: a fixed number of examples per test (derandomized: a fixed seed per test),
 no deadline per example, and a watchdog that dumps the stacks and ends the process should one case hang.
 More cases: `TRAINLAB_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py` (then also random, not the fixed set).
 The number of cases run and their exit statuses are printed at the end of `make test` (conftest.py).
