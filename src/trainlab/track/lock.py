@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
+from .process import process_identity
 
 LOCK = ".lock"
 
@@ -94,8 +95,6 @@ def held(run: str | Path) -> bool:
 
 
 def holder_record() -> dict[str, Any]:
-    from .rundir import process_identity
-
     return {**process_identity(), "since": dt.datetime.now().isoformat(timespec="seconds")}
 
 

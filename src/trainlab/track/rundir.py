@@ -17,6 +17,7 @@ from ..errors import RunDirError
 from ..io import atomic_write  # noqa: F401 - re-exported: the run directory writes through it
 from ..redact import redact_all  # a --storage URL's password never reaches env.json
 from . import lock as _lock
+from .process import process_identity, process_start  # noqa: F401 - re-exported
 
 NAME_MAX = 100  # characters of a name in a folder name (the time stamp comes on top)
 
@@ -27,23 +28,6 @@ def safe_name(name: str, default: str = "run") -> str:
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
     s = re.sub(r"\.{2,}", ".", s).lstrip("._-")[:NAME_MAX]
     return s or default
-
-
-def process_identity() -> dict[str, Any]:
-    """Who is writing a run, for env.json: `trainlab runs` tells a live run from one whose process
-    died (SIGKILL leaves status "running"). A process that takes over a run (resume) writes it again."""
-    return {"host": platform.node(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
-
-
-def process_start(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (Linux /proc), or None if unknown.
-
-    With the pid it identifies a process even after the pid has been reused by another one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _git(*args: str) -> str | None:

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from ..errors import RunDirError
-from .rundir import RunDir, process_start
+from .process import process_start
+from .rundir import RunDir
 
 MAX_DEPTH = 3  # runs may sit in sub-folders (e.g. one per study), not deeper
 
