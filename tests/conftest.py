@@ -50,6 +50,19 @@ def pytest_configure(config):
     from collections import Counter
 
     config.fuzz_cases = Counter()
+    # the decoded-data cache (trainlab.data.cache) of this session: never the user's ~/.cache,
+    # and shared by the CLI processes the tests start; tests of the cache set their own
+    if "TRAINLAB_CACHE" not in os.environ:
+        import tempfile
+
+        config.decoded_cache = tempfile.TemporaryDirectory(prefix="trainlab-test-cache-")
+        os.environ["TRAINLAB_CACHE"] = config.decoded_cache.name
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "decoded_cache", None) is not None:
+        os.environ.pop("TRAINLAB_CACHE", None)
+        config.decoded_cache.cleanup()
 
 
 @pytest.fixture(scope="session")

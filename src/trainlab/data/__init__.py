@@ -14,7 +14,8 @@ from .loader import StreamingLoader, TensorLoader, build_loader, eval_batches
 from .preprocess import build_preprocess
 from .splits import split_indices, subset_indices
 
-SOURCES = Registry("data source", "sources", context=("seed",))
+# `cache` is the recipe's data.cache: trainlab supplies it, it is no option of a source
+SOURCES = Registry("data source", "sources", context=("seed", "cache"))
 SOURCES.add("fashion_mnist", vision.fashion_mnist, "Fashion-MNIST 28×28 grayscale clothing, 10 classes (IDX files)",
             aliases=("fashion-mnist", "fmnist"))
 SOURCES.add("mnist", vision.mnist, "MNIST 28×28 handwritten digits, 10 classes (IDX files)")
@@ -43,7 +44,7 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
 
     `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`): apply
     these fitted statistics instead of fitting again, so evaluating a run repeats its transform."""
-    src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed)
+    src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed, cache=cfg.cache)
     classify = src.task == "classification"
     stratify = classify and src.train.y.ndim == 1  # not per-token targets (language modelling)
     full = src.train

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import DataError
 from .bundle import SourceData, Split
+from .cache import cached
 from .vision import cache_dir, download, search_dirs
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -41,11 +42,11 @@ def parse_batch(raw: bytes, name: str) -> Split:
     return Split(x, torch.from_numpy(labels))
 
 
-def _read_folder(d: Path) -> dict[str, tuple[bytes, str]] | None:
+def _folder_files(d: Path) -> list[Path] | None:
     for folder in (d, d / "cifar-10-batches-bin"):
         paths = [folder / f for f in (*TRAIN_FILES, TEST_FILE)]
         if all(p.is_file() for p in paths):
-            return {p.name: (p.read_bytes(), str(p)) for p in paths}
+            return paths
     return None
 
 
@@ -65,21 +66,22 @@ def _read_archive(path: Path) -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def locate(root: str | None = None, allow_download: bool = True) -> dict[str, tuple[bytes, str]]:
-    """The six batch files' bytes (and where each came from), from the first folder that has them."""
+def find(root: str | None = None, allow_download: bool = True) -> list[Path]:
+    """The files CIFAR-10 is read from: the six batch files, or one `cifar-10-binary.tar.gz`,
+    from the first folder of the search path that has them (downloaded as a last resort)."""
     looked = search_dirs("cifar10", root) + SYSTEM_DIRS
     for d in looked:
-        found = _read_folder(d)
+        found = _folder_files(d)
         if found:
             return found
         if (d / ARCHIVE).is_file():
-            return _read_archive(d / ARCHIVE)
+            return [d / ARCHIVE]
     reason = ""
     if allow_download and os.environ.get("TRAINLAB_OFFLINE") != "1":
         dest = cache_dir() / "cifar10" / ARCHIVE
         try:
             download(URL, dest, MD5, timeout=60.0)
-            return _read_archive(dest)
+            return [dest]
         except OSError as e:
             reason = f"; download from {URL} failed: {getattr(e, 'reason', e)}"
     places = ", ".join(str(d) for d in looked)
@@ -87,10 +89,31 @@ def locate(root: str | None = None, allow_download: bool = True) -> dict[str, tu
                     f"looked in {places}{reason}")
 
 
-def cifar10(root: str | None = None) -> SourceData:
-    """CIFAR-10: 50000 train / 10000 test 32×32 RGB images of 10 classes (official binary files)."""
-    files = locate(root)
+def read_files(paths: list[Path]) -> dict[str, tuple[bytes, str]]:
+    """The six batch files' bytes (and where each came from), from what `find` returned."""
+    if len(paths) == 1:
+        return _read_archive(paths[0])
+    return {p.name: (p.read_bytes(), str(p)) for p in paths}
+
+
+def locate(root: str | None = None, allow_download: bool = True) -> dict[str, tuple[bytes, str]]:
+    """The six batch files' bytes (and where each came from), from the first folder that has them."""
+    return read_files(find(root, allow_download))
+
+
+def decode(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The decoded splits of the files `find` returned, without the cache."""
+    files = read_files(paths)
     parts = [parse_batch(*files[f]) for f in TRAIN_FILES]
-    train = Split(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
-    return SourceData(train=train, test=parse_batch(*files[TEST_FILE]), task="classification",
-                      class_names=list(CLASSES), kind="image")
+    test = parse_batch(*files[TEST_FILE])
+    return {"train_x": torch.cat([p.x for p in parts]), "train_y": torch.cat([p.y for p in parts]),
+            "test_x": test.x, "test_y": test.y}
+
+
+def cifar10(root: str | None = None, cache: bool = True) -> SourceData:
+    """CIFAR-10: 50000 train / 10000 test 32×32 RGB images of 10 classes (official binary files).
+    `cache` (the recipe's `data.cache`): decoded once, then memory-mapped (`trainlab.data.cache`)."""
+    paths = find(root)
+    t = cached("cifar10", paths, lambda: decode(paths), cache)
+    return SourceData(train=Split(t["train_x"], t["train_y"]), test=Split(t["test_x"], t["test_y"]),
+                      task="classification", class_names=list(CLASSES), kind="image")

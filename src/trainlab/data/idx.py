@@ -8,14 +8,21 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .cache import cached
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
            0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def read_idx(path: str | Path) -> torch.Tensor:
-    """Read one IDX file into a tensor. Raises DataError naming the file when it is malformed."""
+def read_idx(path: str | Path, cache: bool = True) -> torch.Tensor:
+    """Read one IDX file into a tensor, from the decoded-data cache (`trainlab.data.cache`) when
+    `cache` and it holds the file. Raises DataError naming the file when it is malformed."""
     path = Path(path)
+    return cached("idx", [path], lambda: {"data": decode_idx(path)}, cache)["data"]
+
+
+def decode_idx(path: Path) -> torch.Tensor:
+    """The IDX file decoded (gunzipped when it ends in .gz), without the cache."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as e:

@@ -95,8 +95,8 @@ def locate(name: str, root: str | None = None, allow_download: bool = True) -> l
     raise DataError(f"{name} not found; looked in {places}{reason}{hint}")
 
 
-def load_idx_pair(images: Path, labels: Path) -> Split:
-    x, y = read_idx(images), read_idx(labels)
+def load_idx_pair(images: Path, labels: Path, cache: bool = True) -> Split:
+    x, y = read_idx(images, cache), read_idx(labels, cache)
     if x.ndim != 3:
         raise DataError(f"{images}: expected a 3-D image array, got shape {tuple(x.shape)}")
     if y.ndim != 1:
@@ -114,19 +114,20 @@ def _check_labels(split: Split, labels: Path, classes: int) -> Split:
     return split
 
 
-def _idx_source(name: str, class_names: list[str], root: str | None) -> SourceData:
+def _idx_source(name: str, class_names: list[str], root: str | None, cache: bool) -> SourceData:
     tr_x, tr_y, te_x, te_y = locate(name, root)
     n = len(class_names)
-    return SourceData(train=_check_labels(load_idx_pair(tr_x, tr_y), tr_y, n),
-                      test=_check_labels(load_idx_pair(te_x, te_y), te_y, n),
+    return SourceData(train=_check_labels(load_idx_pair(tr_x, tr_y, cache), tr_y, n),
+                      test=_check_labels(load_idx_pair(te_x, te_y, cache), te_y, n),
                       task="classification", class_names=class_names, kind="image")
 
 
-def fashion_mnist(root: str | None = None) -> SourceData:
-    """Fashion-MNIST: 60000 train / 10000 test 28×28 grayscale images of 10 clothing classes."""
-    return _idx_source("fashion-mnist", FASHION_CLASSES, root)
+def fashion_mnist(root: str | None = None, cache: bool = True) -> SourceData:
+    """Fashion-MNIST: 60000 train / 10000 test 28×28 grayscale images of 10 clothing classes.
+    `cache` (the recipe's `data.cache`): decoded once, then memory-mapped (`trainlab.data.cache`)."""
+    return _idx_source("fashion-mnist", FASHION_CLASSES, root, cache)
 
 
-def mnist(root: str | None = None) -> SourceData:
+def mnist(root: str | None = None, cache: bool = True) -> SourceData:
     """MNIST: 60000 train / 10000 test 28×28 handwritten digits."""
-    return _idx_source("mnist", [str(i) for i in range(10)], root)
+    return _idx_source("mnist", [str(i) for i in range(10)], root, cache)

@@ -56,6 +56,9 @@ class DataConfig(Component):
     memory_budget_mb: float = Field(4096.0, gt=0, description="Largest training split (MB) that `loader: auto` "
                                                               "keeps on the in-memory fast path.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes of the streaming loader.")
+    cache: bool = Field(True, description="Keep decoded IDX (MNIST, Fashion-MNIST) and CIFAR-10 files in "
+                        "`$TRAINLAB_CACHE` (default ~/.cache/trainlab/decoded) and memory-map them on the next run; "
+                        "false (or env `TRAINLAB_DATA_CACHE=0`): decode every time (docs/data.md).")
 
     @pydantic.field_validator("subset")
     @classmethod

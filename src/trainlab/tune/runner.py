@@ -89,7 +89,7 @@ def _auto_objective(rec) -> str:
     if rec.train.monitor != "auto":
         return rec.train.monitor
     # the default depends on the task; building the source is the way to learn it
-    src = SOURCES.build(rec.data.source, rec.data.options(), "data", seed=rec.seed)
+    src = SOURCES.build(rec.data.source, rec.data.options(), "data", seed=rec.seed, cache=rec.data.cache)
     return resolve_monitor(rec, src.task, rec.data.val_fraction > 0)
 
 
