@@ -1,6 +1,10 @@
 """Start-up time of trainlab as whole processes (issue 18); prints medians and the machine.
 
-    python benchmarks/startup.py [--repeat 7]
+    python benchmarks/startup.py [--repeat 7] [--src OTHER/src ...]
+
+With `--src` (repeatable) the same cases run for each source tree too (e.g. an older commit's
+`git archive` under /tmp), interleaved with this checkout's, so a before/after comparison shares the
+machine's load.
 
 Each measurement is a fresh interpreter started from here, so it includes Python's own start-up
 (`python -c pass` is printed as the floor). Measured:
@@ -79,24 +83,29 @@ def first_step(env: dict[str, str]) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--src", action="append", default=[], help="another source tree to time beside this one")
     args = p.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     py = [sys.executable]
-    cases = {
-        "python -c pass": lambda: timed(py + ["-c", "pass"], env),
-        "trainlab --help": lambda: timed(py + ["-m", "trainlab", "--help"], env),
-        "trainlab list models": lambda: timed(py + ["-m", "trainlab", "list", "models"], env),
-        'python -c "import trainlab"': lambda: timed(py + ["-c", "import trainlab"], env),
-        "first step (synthetic:linear)": lambda: first_step(env),
+    cases = {"python -c pass": lambda env: timed(py + ["-c", "pass"], env)}
+    cases_src = {
+        "trainlab --help": lambda env: timed(py + ["-m", "trainlab", "--help"], env),
+        "trainlab list models": lambda env: timed(py + ["-m", "trainlab", "list", "models"], env),
+        'python -c "import trainlab"': lambda env: timed(py + ["-c", "import trainlab"], env),
+        "first step (synthetic:linear)": first_step,
     }
-    times: dict[str, list[float]] = {name: [] for name in cases}
+    runs = [(name, run, {}) for name, run in cases.items()]
+    for src in [str(ROOT / "src"), *args.src]:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+        tag = "" if src == str(ROOT / "src") else f"  [{src}]"
+        runs += [(name + tag, run, env) for name, run in cases_src.items()]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     for _ in range(args.repeat):
-        for name, run in cases.items():
-            times[name].append(run())
+        for name, run, env in runs:
+            times[name].append(run(env or dict(os.environ)))
     print(f"CPU: {cpu()}")
     print(f"Python {platform.python_version()}, {args.repeat} runs each, interleaved; medians (min-max), seconds")
     for name, ts in times.items():
-        print(f"  {name:32s} {statistics.median(ts):6.2f}  ({min(ts):.2f}-{max(ts):.2f})")
+        print(f"  {name:48s} {statistics.median(ts):6.2f}  ({min(ts):.2f}-{max(ts):.2f})")
 
 
 if __name__ == "__main__":
