@@ -15,7 +15,6 @@ from .build import build_model_for, resolve_device, scheduled_lrs, set_threads
 from .data import DataBundle, DataInfo, require_test_split
 from .errors import DataError, RunDirError
 from .recipe import Recipe, load_recipe, read_yaml
-from .track.plots import lr_figure, plot_curves, save_png
 from .track.rundir import RunDir, process_identity
 
 
@@ -149,6 +148,8 @@ def _write_run_plots(trainer, test_metrics: dict[str, Any]) -> None:
     """Curves and LR plots from metrics.jsonl; the final test metrics into TensorBoard."""
     rd, recipe = trainer.run_dir, trainer.recipe
     if recipe.output.plots:
+        from .track.plots import lr_figure, plot_curves, save_png  # matplotlib: only at the end of a run
+
         plot_curves(rd.metrics(), rd.plot("curves.png"), title=recipe.name)
         records = rd.metrics()
         save_png(lr_figure(records, scheduled_lrs(recipe, records)), rd.plot("lr.png"))

@@ -7,8 +7,10 @@ registry added here shows up in both with no other edit. Each kind names its mod
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from .registry import Registry
+if TYPE_CHECKING:  # registry imports pydantic, which `trainlab --help` (KIND choices) does not need
+    from .registry import Registry
 
 # kind -> (module, attribute), in the order `trainlab list` and the reference show them
 CATALOG: dict[str, tuple[str, str]] = {

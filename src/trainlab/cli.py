@@ -42,18 +42,17 @@ def exit_status(e: BaseException) -> tuple[int, str]:
     """The exit status and the one line for an error: 2 for what the user can fix, 1 for a bug in trainlab."""
     import errno
 
-    import torch
-
-    from .train.signals import TrainingInterrupted
-
-    if isinstance(e, TrainingInterrupted):
+    # an error can only be of a class whose module was imported: asking sys.modules instead of importing
+    # keeps an error raised before training (a missing recipe file) from importing torch (~1.5 s)
+    signals, torch = sys.modules.get("trainlab.train.signals"), sys.modules.get("torch")
+    if signals is not None and isinstance(e, signals.TrainingInterrupted):
         where = getattr(e, "run_dir", None)
         return e.exit_code, f"{e}" + (f"; resume with: trainlab train --resume {where}" if where else "")
     if isinstance(e, KeyboardInterrupt):
         return 130, "interrupted"
     if isinstance(e, TrainlabError):
         return 2, f"error: {e}"  # the message names the recipe key or the file
-    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+    if isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError)):
         return 2, ("error: out of memory; lower data.batch_size or data.eval_batch_size, use a smaller model, "
                    "or set train.device: cpu")
     if isinstance(e, OSError):

@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Any
 
 import torch
-import torchmetrics.functional as tmf
 
 from .data import Split, eval_batches
 from .precision import autocast
@@ -27,6 +26,17 @@ from .registry import Entry, Registry
 
 AVERAGES = ("macro", "micro", "weighted")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
+
+
+def _tmf():
+    """torchmetrics.functional, imported at the first metric computed rather than with this module: it costs
+    ~1-2 s (it imports scipy.signal and matplotlib), which `trainlab list`, a recipe check and a training's
+    start-up need not pay."""
+    import torchmetrics.functional
+
+    return torchmetrics.functional
+
+
 # Expected calibration error bins: 15 as in Guo et al. 2017, "On Calibration of Modern Neural Networks".
 ECE_BINS = 15
 # the few numbers `trainlab train` prints at the end (eval/test.json has them all)
@@ -99,11 +109,11 @@ METRICS = Registry("metric", "metrics", context=("c",), required=("task", "highe
 
 
 def _accuracy(c: Classified) -> float:
-    return float(tmf.accuracy(c.preds, c.target, task="multiclass", num_classes=c.num_classes, average="micro"))
+    return float(_tmf().accuracy(c.preds, c.target, task="multiclass", num_classes=c.num_classes, average="micro"))
 
 
 def _topk_accuracy(c: Classified, k: int) -> float:
-    return float(tmf.classification.multiclass_accuracy(c.probs, c.target, c.num_classes, top_k=k, average="micro"))
+    return float(_tmf().classification.multiclass_accuracy(c.probs, c.target, c.num_classes, top_k=k, average="micro"))
 
 
 def _topk_fits(num_classes: int, k: int) -> str | None:
@@ -116,10 +126,10 @@ def _topk_evaluated(num_classes: int) -> list[str]:
 
 
 def _prf(kind: str, average: str):
-    fn = {"precision": tmf.classification.multiclass_precision, "recall": tmf.classification.multiclass_recall,
-          "f1": tmf.classification.multiclass_f1_score}[kind]
+    name = {"precision": "multiclass_precision", "recall": "multiclass_recall", "f1": "multiclass_f1_score"}[kind]
 
     def metric(c: Classified) -> float:
+        fn = getattr(_tmf().classification, name)
         return float(fn(c.preds, c.target, c.num_classes, average=average))
     return metric
 
@@ -127,25 +137,25 @@ def _prf(kind: str, average: str):
 def _auroc(c: Classified) -> float:
     with _float64_curves():
         if c.binary:
-            return float(tmf.classification.binary_auroc(c.probs[:, 1], c.target))
-        return float(tmf.classification.multiclass_auroc(c.probs, c.target, c.num_classes, average="macro"))
+            return float(_tmf().classification.binary_auroc(c.probs[:, 1], c.target))
+        return float(_tmf().classification.multiclass_auroc(c.probs, c.target, c.num_classes, average="macro"))
 
 
 def _average_precision(c: Classified) -> float:
     with _float64_curves():
         if c.binary:
-            return float(tmf.classification.binary_average_precision(c.probs[:, 1], c.target))
-        return float(tmf.classification.multiclass_average_precision(c.probs, c.target, c.num_classes,
+            return float(_tmf().classification.binary_average_precision(c.probs[:, 1], c.target))
+        return float(_tmf().classification.multiclass_average_precision(c.probs, c.target, c.num_classes,
                                                                      average="macro"))
 
 
 def _ece(c: Classified) -> float:  # top-label ECE, the same definition for two classes as for ten
-    return float(tmf.classification.multiclass_calibration_error(c.probs, c.target, c.num_classes,
+    return float(_tmf().classification.multiclass_calibration_error(c.probs, c.target, c.num_classes,
                                                                  n_bins=ECE_BINS, norm="l1"))
 
 
 def _mse(c: Regressed) -> float:
-    return float(tmf.mean_squared_error(c.outputs, c.target))
+    return float(_tmf().mean_squared_error(c.outputs, c.target))
 
 
 def _rmse(c: Regressed) -> float:
@@ -153,12 +163,12 @@ def _rmse(c: Regressed) -> float:
 
 
 def _mae(c: Regressed) -> float:
-    return float(tmf.mean_absolute_error(c.outputs, c.target))
+    return float(_tmf().mean_absolute_error(c.outputs, c.target))
 
 
 def _r2(c: Regressed) -> float:
     o, t = c.outputs, c.target
-    return float(tmf.r2_score(o.squeeze(1), t.squeeze(1)) if o.shape[1] == 1 else tmf.r2_score(o, t))
+    return float(_tmf().r2_score(o.squeeze(1), t.squeeze(1)) if o.shape[1] == 1 else _tmf().r2_score(o, t))
 
 
 _CLS = {"task": "classification", "higher_is_better": True}
@@ -340,6 +350,7 @@ def higher_is_better(metric: str) -> bool:
 def _float64_curves():
     """torchmetrics divides integer counts into the default dtype (float32) when it builds ROC / PR
     curves; in float64 their areas agree with scikit-learn's to ~1e-15 instead of ~1e-7."""
+    _tmf()  # torchmetrics is imported (if it is the first use) under the usual default dtype
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -399,7 +410,7 @@ def evaluate_outputs(outputs: torch.Tensor, targets: torch.Tensor, task: str, lo
     with _float64_curves():
         out["per_class"] = _per_class(c, names)
         out["roc"], out["pr"] = _curves(c, names, out["per_class"])
-    out["confusion_matrix"] = tmf.classification.multiclass_confusion_matrix(
+    out["confusion_matrix"] = _tmf().classification.multiclass_confusion_matrix(
         c.preds, c.target, c.num_classes).tolist()
     return out
 
@@ -407,12 +418,12 @@ def evaluate_outputs(outputs: torch.Tensor, targets: torch.Tensor, task: str, lo
 def _per_class(c: Classified, names: list[str]) -> list[dict[str, Any]]:
     n, t = c.num_classes, c.target
     cols = {
-        "precision": tmf.classification.multiclass_precision(c.preds, t, n, average=None),
-        "recall": tmf.classification.multiclass_recall(c.preds, t, n, average=None),
-        "f1": tmf.classification.multiclass_f1_score(c.preds, t, n, average=None),
+        "precision": _tmf().classification.multiclass_precision(c.preds, t, n, average=None),
+        "recall": _tmf().classification.multiclass_recall(c.preds, t, n, average=None),
+        "f1": _tmf().classification.multiclass_f1_score(c.preds, t, n, average=None),
         "support": torch.bincount(t, minlength=n),
-        "auroc": tmf.classification.multiclass_auroc(c.probs, t, n, average=None),
-        "average_precision": tmf.classification.multiclass_average_precision(c.probs, t, n, average=None),
+        "auroc": _tmf().classification.multiclass_auroc(c.probs, t, n, average=None),
+        "average_precision": _tmf().classification.multiclass_average_precision(c.probs, t, n, average=None),
     }
     rows = []
     for i, name in enumerate(names):
@@ -427,12 +438,12 @@ def _curves(c: Classified, names: list[str], per_class: list[dict]) -> tuple[lis
     """Exact ROC and PR curves, thinned to CURVE_POINTS points each for the JSON file."""
     t = c.target
     if c.binary:
-        fpr, tpr, _ = tmf.classification.binary_roc(c.probs[:, 1], t)
-        prec, rec, _ = tmf.classification.binary_precision_recall_curve(c.probs[:, 1], t)
+        fpr, tpr, _ = _tmf().classification.binary_roc(c.probs[:, 1], t)
+        prec, rec, _ = _tmf().classification.binary_precision_recall_curve(c.probs[:, 1], t)
         fprs, tprs, precs, recs, classes = [fpr], [tpr], [prec], [rec], [1]
     else:
-        fprs, tprs, _ = tmf.classification.multiclass_roc(c.probs, t, c.num_classes)
-        precs, recs, _ = tmf.classification.multiclass_precision_recall_curve(c.probs, t, c.num_classes)
+        fprs, tprs, _ = _tmf().classification.multiclass_roc(c.probs, t, c.num_classes)
+        precs, recs, _ = _tmf().classification.multiclass_precision_recall_curve(c.probs, t, c.num_classes)
         classes = list(range(c.num_classes))
     roc, pr = [], []
     for j, k in enumerate(classes):

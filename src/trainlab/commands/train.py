@@ -24,17 +24,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
+    # the arguments are checked before trainlab.api (and torch) is imported: a usage error answers at once
+    if args.resume and (args.recipe or args.set or args.run_dir):
+        raise TrainlabError("train --resume RUN_DIR continues a run with its own recipe: "
+                            "give no recipe, --set or --run-dir with it")
+    if not args.resume and not args.recipe:
+        raise TrainlabError("train: give a recipe file, or --resume RUN_DIR")
     from ..api import resume, train
 
     if args.resume:
-        if args.recipe or args.set or args.run_dir:
-            raise TrainlabError("train --resume RUN_DIR continues a run with its own recipe: "
-                                "give no recipe, --set or --run-dir with it")
         result = resume(args.resume, trust_code=args.trust_code)
-    elif args.recipe:
-        result = train(args.recipe, args.set, args.run_dir)
     else:
-        raise TrainlabError("train: give a recipe file, or --resume RUN_DIR")
+        result = train(args.recipe, args.set, args.run_dir)
     m = result.metrics
     from ..metrics import HEADLINE
 

@@ -32,14 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.show and not args.recipe:  # before the imports below (optuna, torch): a usage error answers at once
+        raise TrainlabError("tune: give a RECIPE to tune, or --show STUDY")
     from ..tune import show, tune
     from ..tune.report import print_study
 
     if args.show:
         print_study(console, *show(args.show, args.storage, args.run_dir))
         return 0
-    if not args.recipe:
-        raise TrainlabError("tune: give a RECIPE to tune, or --show STUDY")
     res = tune(args.recipe, args.trials, args.space, args.set, args.run_dir, args.workers, args.timeout,
                args.study, args.storage, args.sampler, args.pruner, args.objective, args.direction,
                args.heartbeat, say=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
