@@ -145,7 +145,7 @@ def machine(threads: int | None) -> list[str]:
             (f"- CPU: {device_name(torch.device('cpu'))}, {os.cpu_count()} logical CPUs, "
             f"{len(os.sched_getaffinity(0))} usable"),
             f"- threads: {n} (torch.set_num_threads in every run)",
-            f"- measured fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s",
+            f"- measured fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s (the best probe cached for this machine)",
             f"- Python {platform.python_version()}, {', '.join(versions)}",
             (f"- load average at the start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
             "(above ~0.3 the figures are not from a quiet machine)")]

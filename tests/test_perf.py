@@ -39,7 +39,7 @@ def test_train_step_flops_is_the_analytic_count_and_touches_nothing():
 
 def test_peak_is_probed_once_per_machine_and_cached(monkeypatch):
     calls = []
-    monkeypatch.setattr(perf, "measure_peak", lambda device, dtype: calls.append(dtype) or 1.5e11)
+    monkeypatch.setattr(perf, "measure_peak", lambda device, dtype, seconds: calls.append(dtype) or 1.5e11)
     cpu = torch.device("cpu")
     assert perf.peak_flops(cpu) == 1.5e11
     assert perf.peak_flops(cpu) == 1.5e11
@@ -50,6 +50,134 @@ def test_peak_is_probed_once_per_machine_and_cached(monkeypatch):
     perf.peak_flops(cpu, torch.bfloat16)  # another dtype is another probe
     perf.peak_flops(cpu, refresh=True)
     assert calls == [torch.float32, torch.bfloat16, torch.float32]
+
+
+def probes(monkeypatch, *values: float) -> list[float]:
+    """measure_peak answers `values` in turn (the last one from then on); returns the list of calls' seconds."""
+    calls: list[float] = []
+    it = iter(values)
+
+    def fake(device, dtype=torch.float32, seconds=perf.PROBE_SECONDS):
+        calls.append(seconds)
+        return next(it, values[-1])
+
+    monkeypatch.setattr(perf, "measure_peak", fake)
+    return calls
+
+
+def test_the_cache_keeps_the_best_probe_a_lower_one_never_replaces_it(monkeypatch):
+    calls = probes(monkeypatch, 2e11, 0.9e11, 3e11)
+    cpu = torch.device("cpu")
+    assert perf.peak_flops(cpu) == 2e11
+    assert perf.peak_flops(cpu, refresh=True) == 2e11  # a busy moment's 90 GFLOP/s does not count
+    assert perf.peak_flops(cpu) == 2e11 and len(calls) == 2
+    (entry,) = json.loads(perf.cache_path().read_text()).values()
+    assert entry["flops"] == 2e11 and entry["last_probe"] == 0.9e11 and entry["probes"] == 2
+    assert perf.peak_flops(cpu, refresh=True) == 3e11
+    (entry,) = json.loads(perf.cache_path().read_text()).values()
+    assert entry["flops"] == 3e11 and entry["probes"] == 3
+
+
+@pytest.mark.parametrize("other", [{"model name": "Other CPU"},  # another model
+                                   {"flags": "fpu sse sse2"}])  # one vague model name, other features
+def test_a_cache_from_another_machine_is_not_used(monkeypatch, other):
+    here = {"model name": "AMD EPYC", "cpu family": "26", "model": "2", "stepping": "1",
+            "flags": "fpu sse sse2 avx2 avx512f avx512_bf16"}
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: {**here, **other})
+    calls = probes(monkeypatch, 9e12, 1.5e11)
+    cpu = torch.device("cpu")
+    assert perf.peak_flops(cpu) == 9e12  # the file copied from the other machine holds this entry
+    monkeypatch.setattr(perf, "_cpuinfo", lambda: here)
+    assert perf.peak_flops(cpu) == 1.5e11 and len(calls) == 2  # probed here, not read from the copy
+    assert len(json.loads(perf.cache_path().read_text())) == 2  # both machines' entries stay
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "null", "", "BINARY",
+                                  "KEY_STR", "KEY_NAN", "KEY_NEG"])
+def test_a_corrupt_cache_file_is_replaced_not_a_crash(monkeypatch, text):
+    calls = probes(monkeypatch, 1.5e11)
+    cpu = torch.device("cpu")
+    key = perf._cache_key(cpu, torch.float32)
+    text = {"KEY_STR": json.dumps({key: {"flops": "fast"}}), "KEY_NAN": '{"%s": {"flops": NaN}}' % key,
+            "KEY_NEG": json.dumps({key: {"flops": -1.0}, "other": 3})}.get(text, text)
+    perf.cache_path().parent.mkdir(parents=True)
+    perf.cache_path().write_bytes(b"\x00\xff\xfe" if text == "BINARY" else text.encode())
+    assert perf.peak_flops(cpu) == 1.5e11 and len(calls) == 1
+    assert json.loads(perf.cache_path().read_text())[key]["flops"] == 1.5e11
+    assert perf.peak_flops(cpu) == 1.5e11 and len(calls) == 1  # the replaced file is read back
+
+
+def test_a_run_close_to_the_cached_peak_reprobes_and_keeps_the_max(monkeypatch, caplog):
+    cpu = torch.device("cpu")
+    calls = probes(monkeypatch, 8.7e10, 3.52e11, 1e11)
+    busy = perf.peak_flops(cpu)  # probed on a busy machine
+    assert perf.peak_for(0.5 * busy, busy, cpu) == (busy, "cached") and len(calls) == 1  # far below: no probe
+    peak, how = perf.peak_for(1.1e11, busy, cpu)  # above the cached peak: a short probe
+    assert (peak, how) == (3.52e11, "reprobed") and calls[-1] == perf.REPROBE_SECONDS
+    assert perf.peak_flops(cpu) == 3.52e11  # the cache has it
+    peak, how = perf.peak_for(0.9 * peak, peak, cpu)  # close again, and the probe reads low
+    assert (peak, how) == (3.52e11, "reprobed") and perf.peak_flops(cpu) == 3.52e11
+    with caplog.at_level("WARNING", logger="trainlab"):
+        assert perf.peak_for(4e11, peak, cpu) == (4e11, "achieved")  # no probe reaches the run: its own rate
+    assert "its own rate is the peak" in caplog.text
+    assert perf.peak_for(4.5e11, 4e11, cpu, reprobe=False) == (4.5e11, "achieved") and len(calls) == 4
+    assert perf.peak_flops(cpu) == 3.52e11  # only probes go into the cache
+
+
+def tiny_trainer(epochs: int = 3):
+    from trainlab.recipe import load_recipe
+    from trainlab.train import Trainer
+
+    recipe = load_recipe({"name": "p", "data": {"source": "synthetic:classification", "n": 512, "batch_size": 64,
+                                                "val_fraction": 0.0, "test_fraction": 0.0},
+                          "model": {"name": "mlp", "widths": [32]}, "optim": {"name": "sgd", "lr": 0.05},
+                          "train": {"epochs": epochs, "device": "cpu", "threads": 1}})
+    return Trainer(recipe, progress=False)
+
+
+def seed_cache(flops: float, threads: int = 1) -> None:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the key the run will look up
+    key = perf._cache_key(torch.device("cpu"), torch.float32)
+    torch.set_num_threads(old)
+    perf.cache_path().parent.mkdir(parents=True, exist_ok=True)
+    perf.cache_path().write_text(json.dumps({key: {"flops": flops, "measured": "2026-01-01T00:00:00"}}))
+
+
+def test_a_deliberately_low_cached_peak_is_raised_by_the_run_and_mfu_stays_below_100(monkeypatch):
+    seed_cache(1e6)  # 1 MFLOP/s: any run computes more
+    trainer = tiny_trainer()
+    trainer.fit()
+    peaks = [h["train.peak_flops"] for h in trainer.history]
+    assert min(peaks) > 1e8 and len(set(peaks)) == 1  # the first epoch re-probed (a real matmul probe)
+    assert all(0 < h["train.mfu"] < 1 for h in trainer.history)
+    (entry,) = json.loads(perf.cache_path().read_text()).values()  # the seeded entry, raised
+    assert entry["flops"] == peaks[0] and entry["probes"] == 2
+    line = perf.summary_line(trainer.history, 1)
+    assert float(line.split("%")[0].removeprefix("MFU ")) < 100 and "own rate" not in line
+
+
+def test_a_run_faster_than_every_probe_is_its_own_peak_and_reprobes_once(monkeypatch):
+    seed_cache(1e6)
+    calls = probes(monkeypatch, 1e6)  # every probe reads as low as the cache: a broken probe
+    trainer = tiny_trainer()
+    trainer.fit()
+    assert calls == [perf.REPROBE_SECONDS]  # once per run, however many epochs
+    best = 0.0
+    for h in trainer.history:  # the peak is the fastest epoch so far: that one at 100% exactly
+        achieved = h["train.samples_per_s"] * h["train.flops_per_step"] / 64
+        best = max(best, achieved)
+        assert h["train.peak_flops"] == pytest.approx(best) and h["train.mfu"] <= 1
+        assert h["train.mfu"] == 1.0 or achieved < h["train.peak_flops"]
+    assert trainer.history[0]["train.mfu"] == 1.0
+    line = perf.summary_line(trainer.history, 1)
+    assert line.startswith("MFU ") and float(line.split("%")[0][4:]) <= 100 and "own rate" in line
+
+
+def test_summary_line_divides_by_the_highest_peak_of_a_resumed_run():
+    history = [{"train.mfu": 0.5, "train.peak_flops": 2e11, "train.time": 1.0, "train.flops_per_step": 2e6},
+               {"train.mfu": 0.5, "train.peak_flops": 1e11, "train.time": 1.0, "train.flops_per_step": 2e6}]
+    assert perf.summary_line(history, 2).startswith("MFU 37.5%")  # (1e11 + 0.5e11) / 2 / 2e11
 
 
 def test_measured_peak_is_plausible():

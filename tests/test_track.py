@@ -133,3 +133,36 @@ def test_report_redraws_plots_from_the_run_directory_alone(tmp_path):
                     "predicted vs true (test)"]
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "finished" in page and "synthetic:linear" in page and "r2" in page
+
+
+def test_report_embeds_the_pngs_the_run_wrote_byte_for_byte_and_draws_nothing(tmp_path, monkeypatch):
+    import base64
+
+    from trainlab.track import report
+
+    run = api.train({"name": "blobs", "data": {"source": "synthetic:classification", "n": 300, "batch_size": 32},
+                     "model": {"name": "mlp", "widths": [8]}, "optim": {"name": "sgd", "lr": 0.1},
+                     "train": {"epochs": 2}, "output": {"report": False, "tensorboard": False}},
+                    run_dir=tmp_path / "run", progress=False)
+    pngs = {p.name: p.read_bytes() for p in (run.path / "plots").glob("*.png")}
+    assert {"curves.png", "lr.png", "test_confusion_matrix.png", "test_roc.png", "test_pr.png"} <= set(pngs)
+
+    def no_drawing(*a, **k):
+        raise AssertionError("the report redrew a plot the run directory has")
+
+    for name in ("curves_figure", "lr_figure", "eval_figures", "prediction_figure", "png_bytes"):
+        monkeypatch.setattr(report, name, no_drawing)
+    page = write_report(run.path).read_text()
+    embedded = [base64.b64decode(u) for u in re.findall(r"src='data:image/png;base64,([^']*)'", page)]
+    assert sorted(embedded) == sorted(pngs.values())  # each PNG once, the very bytes of plots/
+
+
+def test_report_draws_a_missing_evaluation_plot_from_the_json(tmp_path):
+    run = api.train({"name": "blobs", "data": {"source": "synthetic:classification", "n": 300, "batch_size": 32},
+                     "model": {"name": "mlp", "widths": [8]}, "optim": {"name": "sgd", "lr": 0.1},
+                     "train": {"epochs": 1}, "output": {"report": False, "tensorboard": False}},
+                    run_dir=tmp_path / "run", progress=False)
+    (run.path / "plots" / "test_roc.png").unlink()
+    page = write_report(run.path).read_text()
+    assert re.search(r"<img alt='roc \(test\)' src='data:image/png;base64,", page)
+    assert not (run.path / "plots" / "test_roc.png").exists()  # the report reads the run directory, never writes it

@@ -211,15 +211,22 @@ def eval_plot_name(split: str, kind: str) -> str:
     return f"{split}_{kind}.png"
 
 
-def eval_figures(metrics: dict[str, Any], split: str) -> dict[str, Any]:
-    """The figures an eval/<split>.json alone can draw: confusion matrix, ROC and PR curves."""
+EVAL_FIGURES = ("confusion_matrix", "roc", "pr")  # what eval_figures draws from an eval JSON alone
+
+
+def eval_figures(metrics: dict[str, Any], split: str, only: str | None = None) -> dict[str, Any]:
+    """The figures an eval/<split>.json alone can draw: confusion matrix, ROC and PR curves
+    (`only`: just that one of EVAL_FIGURES)."""
     figs = {}
     if "confusion_matrix" in metrics:
         names = metrics["class_names"]
-        figs["confusion_matrix"] = confusion_figure(metrics["confusion_matrix"], names,
-                                                    f"confusion matrix ({split}, {metrics['samples']} samples)")
         binary = len(names) == 2
-        figs["roc"] = roc_figure(metrics["roc"], f"ROC ({split})" if binary else f"ROC one-vs-rest ({split})")
-        figs["pr"] = pr_figure(metrics["pr"], f"precision-recall ({split})" if binary
-                               else f"precision-recall one-vs-rest ({split})")
+        if only in (None, "confusion_matrix"):
+            figs["confusion_matrix"] = confusion_figure(metrics["confusion_matrix"], names,
+                                                        f"confusion matrix ({split}, {metrics['samples']} samples)")
+        if only in (None, "roc"):
+            figs["roc"] = roc_figure(metrics["roc"], f"ROC ({split})" if binary else f"ROC one-vs-rest ({split})")
+        if only in (None, "pr"):
+            figs["pr"] = pr_figure(metrics["pr"], f"precision-recall ({split})" if binary
+                                   else f"precision-recall one-vs-rest ({split})")
     return figs
