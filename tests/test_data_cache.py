@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import tarfile
 from pathlib import Path
 
@@ -154,6 +155,9 @@ print(int(t.sum()), tuple(t.shape))
 def test_two_processes_building_at_once_both_succeed(tmp_path, cache_dir):
     a = torch.randint(0, 256, (3000, 28, 28), dtype=torch.uint8)
     p = write_idx(tmp_path / "big.idx.gz", a)
+    # a source written just now is "racy" (its entry is rebuilt once it is older); let it age first, so
+    # the entry the three builders leave is the final one however fast they start
+    time.sleep(cache.RACY_SECONDS + 0.2)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TRAINLAB_CACHE": str(cache_dir)}
     procs = [subprocess.Popen([sys.executable, "-c", _BUILD, str(p)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
