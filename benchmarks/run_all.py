@@ -10,8 +10,11 @@
    slow patch of the machine hits every loop alike. Reported: the median over repetitions of each
    run's s/epoch, test accuracy, and the ratios to trainlab (of the medians, and the range of the
    per-repetition ratios).
-2. Time to accuracy (`time_to_accuracy.py`): the shipped recipes over several seeds.
-3. The machine: CPU model, cores, threads, torch and peer versions, date, and the measured matmul
+2. Whole process (`process.py`): the MLP workload as a whole process from the shell, trainlab
+   (`trainlab train`, every artifact on) beside the four peers' scripts, and a trainlab process's
+   time split.
+3. Time to accuracy (`time_to_accuracy.py`): the shipped recipes over several seeds.
+4. The machine: CPU model, cores, threads, torch and peer versions, date, and the measured matmul
    peak (probed afresh: the cached one may come from a busy moment).
 
 Run it on a quiet machine: another process on the cores changes every figure.
@@ -163,6 +166,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: trainlab's default)")
     p.add_argument("--skip-tta", action="store_true", help="skip time to accuracy")
     p.add_argument("--skip-knobs", action="store_true", help="skip the knob measurements (knobs.py)")
+    p.add_argument("--skip-process", action="store_true", help="skip the whole-process benchmark (process.py)")
+    p.add_argument("--process-reps", type=int, default=3, help="repetitions of every whole process (default 3)")
     p.add_argument("--knob-reps", type=int, default=3, help="repetitions per knob (default 3)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 repetition, 2 epochs on 6000 samples; time to accuracy: the MLP recipe, 1 seed, 1 epoch")
@@ -180,6 +185,13 @@ def main(argv=None) -> int:
         lines, v = speed_table(wl, runs, epochs)
         body += lines + [""]
         verdicts += v
+    if not a.skip_process:
+        cmd = [sys.executable, str(HERE / "process.py"), "--reps", str(1 if a.quick else a.process_reps),
+               "--markdown"]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, check=False)
+        sys.stderr.write(res.stderr[-3000:])
+        body += (json.loads(res.stdout.strip().splitlines()[-1])["markdown"] if res.returncode == 0
+                 else ["### whole process", "", "failed: see the output of process.py"]) + [""]
     if not a.skip_knobs:
         cmd = [sys.executable, str(HERE / "knobs.py"), "--reps", str(1 if a.quick else a.knob_reps), "--markdown"]
         if subset:
