@@ -21,7 +21,8 @@ HEAVY = ("torch", "numpy", "scipy", "torchmetrics", "matplotlib", "optuna", "ten
 # runs the CLI in this process (as `python -m trainlab` does), then prints its exit status and the
 # heavy top-level packages it left in sys.modules
 CLI_PROBE = """
-import json, runpy, sys
+import json, os, runpy, sys
+os.environ["TRAINLAB_FAST_EXIT"] = "0"  # the normal exit (SystemExit), so that this probe gets to print
 heavy = set(sys.argv[1].split(","))
 sys.argv = ["trainlab", *sys.argv[2:]]
 try:

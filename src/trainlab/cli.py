@@ -38,6 +38,52 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(e, debug)
 
 
+def run() -> None:
+    """The `trainlab` program (console script and `python -m trainlab`): `main`, then exit without
+    Python's interpreter teardown.
+
+    Tearing down torch, torch._dynamo, torchmetrics/scipy and matplotlib module by module costs
+    0.6-1.3 s after the work is done (measured in benchmarks/results-issue18-process.md). Every file
+    trainlab writes is complete by then (atomic writes, closed logs), so once the output streams are
+    flushed and the atexit handlers have run, the process ends with `os._exit`. It exits the normal
+    way instead when that could lose something: a non-daemon thread still running, a profiler or
+    tracer (cProfile, coverage, a debugger) attached, or TRAINLAB_FAST_EXIT=0."""
+    try:
+        code = main()
+    except SystemExit as e:  # argparse: --help, usage errors
+        code = e.code
+    code = code if isinstance(code, int) else (0 if code is None else 1)
+    if not _fast_exit_safe():
+        sys.exit(code)
+    import atexit
+    import os
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    atexit._run_exitfuncs()  # what the normal exit would run (TensorBoard writers, logging, ...)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
+
+
+def _fast_exit_safe() -> bool:
+    import os
+    import threading
+
+    if os.environ.get("TRAINLAB_FAST_EXIT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return False
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    return not any(t.is_alive() for t in others)
+
+
 def exit_status(e: BaseException) -> tuple[int, str]:
     """The exit status and the one line for an error: 2 for what the user can fix, 1 for a bug in trainlab."""
     import errno
@@ -83,4 +129,4 @@ def printable(text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
