@@ -156,7 +156,8 @@ def _read_jsonl(path: str, text: str, label: str) -> tuple[list[str], list[str]]
                 if not isinstance(row, dict) or key not in row:
                     raise DataError(f"{path}:{n}: no key {key!r} ({where})")
             texts.append("" if row[text] is None else str(row[text]))
-            labels.append("" if row[label] is None else str(row[label]))
+            value = row[label]  # a list of labels: multi-label data
+            labels.append([str(v) for v in value] if isinstance(value, list) else "" if value is None else str(value))
     return texts, labels
 
 
@@ -178,13 +179,36 @@ def _class_ids(labels: list[str], path: str, label: str, names: list[str] | None
     return torch.tensor([index[v] for v in labels], dtype=torch.long), names
 
 
+def _label_sets(labels: list, delimiter: str | None, path: str, label: str,
+                names: list[str] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Multi-label targets: each row's labels (a JSON list, or a string split at `delimiter`; empty:
+    none) as a (N, labels) 0/1 float matrix over `names` (default: every label met, sorted)."""
+    rows = [sorted({str(v).strip() for v in (lab if isinstance(lab, list) else
+                                             lab.split(delimiter) if delimiter else [lab]) if str(v).strip()})
+            for lab in labels]
+    if names is None:
+        names = sorted({v for r in rows for v in r})
+        if not names:
+            raise DataError(f"{path}: {label!r} (data.label) holds no labels")
+    index = {c: i for i, c in enumerate(names)}
+    unknown = sorted({v for r in rows for v in r} - set(index))
+    if unknown:
+        raise DataError(f"{path}: label {unknown[0]!r} in {label!r} does not occur in the training file")
+    y = torch.zeros(len(rows), len(names))
+    for i, r in enumerate(rows):
+        y[i, [index[v] for v in r]] = 1.0
+    return y, names
+
+
 def _labelled(reader, path: str, text: str, label: str, level: str, max_len: int, max_vocab: int, min_freq: int,
-              lowercase: bool, test_path: str | None, vocab: str | None) -> SourceData:
+              lowercase: bool, test_path: str | None, vocab: str | None,
+              label_delimiter: str | None = None) -> SourceData:
     texts, labels = reader(path, text, label)
     if not texts:
         raise DataError(f"{path}: no rows")
     raw = RawVocab()
-    y, names = _class_ids(labels, path, label)
+    multi = label_delimiter is not None or any(isinstance(v, list) for v in labels)  # multi-label data
+    y, names = (_label_sets(labels, label_delimiter, path, label) if multi else _class_ids(labels, path, label))
     notes: list[str] = []
     x, empty = _encode_rows(texts, raw, level, lowercase, max_len)
     _empty_texts(path, text, empty, len(texts), notes)
@@ -194,12 +218,13 @@ def _labelled(reader, path: str, text: str, label: str, level: str, max_len: int
         t_texts, t_labels = reader(test_path, text, label)
         if not t_texts:
             raise DataError(f"{test_path}: no rows (data.test_path)")
-        t_y, _ = _class_ids(t_labels, test_path, label, names)
+        t_y, _ = (_label_sets(t_labels, label_delimiter, test_path, label, names) if multi else
+                  _class_ids(t_labels, test_path, label, names))
         t_x, t_empty = _encode_rows(t_texts, raw, level, lowercase, max_len)
         _empty_texts(test_path, text, t_empty, len(t_texts), notes)
         test = Split(t_x, t_y)
-    src = SourceData(train=train, test=test, task="classification", class_names=names, kind="tokens",
-                     extra={"seq_len": max_len, "level": level}, notes=notes)
+    src = SourceData(train=train, test=test, task="multilabel" if multi else "classification", class_names=names,
+                     kind="tokens", extra={"seq_len": max_len, "level": level}, notes=notes)
     src.fit = _vocab_fitter(src, raw, level, lowercase, max_vocab, min_freq, vocab, tokens_are_classes=False)
     return src
 
@@ -211,23 +236,27 @@ VocabCap = Annotated[int, Field(ge=3)]
 
 def text_csv(path: str, text: str = "text", label: str = "label", level: Level = "word", max_len: Positive = 64,
              max_vocab: VocabCap = 20000, min_freq: Positive = 1, lowercase: bool = True, test_path: str | None = None,
-             vocab: str | None = None) -> SourceData:
+             vocab: str | None = None, label_delimiter: str | None = None) -> SourceData:
     """A CSV file with a text column and a label column (any labels: strings or integers).
+    `label_delimiter` (e.g. `|`): the label column lists several labels per text (`cat|dog`, empty:
+    none): multi-label data.
 
     Each text becomes `max_len` token ids (truncated, right-padded with <pad>). The vocabulary
     (at most `max_vocab` entries with <pad> and <unk>, tokens seen at least `min_freq` times)
     comes from the training split only. `test_path`: a separate test file; otherwise the test
     split is carved from `path`. `vocab`: reuse a saved vocabulary (a run's data/vocab.json).
     """
-    return _labelled(_read_csv, path, text, label, level, max_len, max_vocab, min_freq, lowercase, test_path, vocab)
+    return _labelled(_read_csv, path, text, label, level, max_len, max_vocab, min_freq, lowercase, test_path, vocab,
+                     label_delimiter)
 
 
 def text_jsonl(path: str, text: str = "text", label: str = "label", level: Level = "word", max_len: Positive = 64,
                max_vocab: VocabCap = 20000, min_freq: Positive = 1, lowercase: bool = True, test_path: str | None = None,
-               vocab: str | None = None) -> SourceData:
-    """A JSON-lines file, one object per line with a text key and a label key; options as text_csv."""
+               vocab: str | None = None, label_delimiter: str | None = None) -> SourceData:
+    """A JSON-lines file, one object per line with a text key and a label key; options as text_csv.
+    A label that is a list (`"labels": ["cat", "dog"]`) makes multi-label data."""
     return _labelled(_read_jsonl, path, text, label, level, max_len, max_vocab, min_freq, lowercase, test_path,
-                     vocab)
+                     vocab, label_delimiter)
 
 
 def _corpus_text(path: str | list[str] | None, corpus: str) -> str:
