@@ -268,7 +268,7 @@ def _label_matrix(df, targets: list, delimiter: str | None, where: list[str], pa
         bad = None if values is None else np.flatnonzero((values != 0) & (values != 1))
         if values is None or len(bad):
             first = int(bad[0]) if values is not None else 0
-            raise DataError(f"{where[first]}: target column {str(c)!r} holds {v.iloc[first]!r}; a multi-label "
+            raise DataError(f"{where[first]}: target column {str(c)!r} holds {v.tolist()[first]!r}; a multi-label "
                             "target column holds 0/1 (or true/false)")
         cols.append(torch.tensor(values, dtype=torch.float32))
     return torch.stack(cols, dim=1), [str(c) for c in targets]
