@@ -227,6 +227,10 @@ def test_bce_on_two_classes_trains_one_logit_end_to_end(tmp_path):
     assert [c["class"] for c in m["roc"]] == ["1"] and run.history[-1]["train.accuracy"] > 0.8
     for png in ("test_roc.png", "test_pr.png", "test_confusion_matrix.png"):
         assert (run.dir.path / "plots" / png).stat().st_size > 1000
+    from trainlab.api import evaluate
+
+    again = evaluate(run.dir.path)  # rebuilt from the run directory: the same one-logit model and numbers
+    assert again["accuracy"] == m["accuracy"] and again["confusion_matrix"] == m["confusion_matrix"]
 
 
 # --- multi-label ------------------------------------------------------------------------------------

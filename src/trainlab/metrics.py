@@ -40,7 +40,7 @@ def _tmf():
 # Expected calibration error bins: 15 as in Guo et al. 2017, "On Calibration of Modern Neural Networks".
 ECE_BINS = 15
 # the few numbers `trainlab train` prints at the end (eval/test.json has them all)
-HEADLINE = ("loss", "accuracy", "f1_macro", "auroc", "ece", "mse", "rmse", "mae", "r2")
+HEADLINE = ("loss", "accuracy", "f1_macro", "auroc", "map", "ece", "mse", "rmse", "mae", "r2")
 CURVE_POINTS = 200  # ROC / PR points kept per class in eval JSON (exact points, thinned evenly)
 
 
