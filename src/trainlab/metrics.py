@@ -119,10 +119,12 @@ class Regressed:
 
 
 # A metric is a function of `c` (a Classified or a Regressed) returning a float. Its metadata:
-#   task               "classification" or "regression": what data it fits
+#   task               "classification", "regression" or "multilabel": what data it fits
+#   also               other tasks it fits too (its function then reads a Labelled as well), e.g. ("multilabel",)
 #   higher_is_better   its direction, for monitors, early stopping, tuning and comparisons
 #   needs_probs        whether it reads the probabilities (a ranking or calibration) or only the classes
 #   default            logged on validation when `train.metrics` is empty
+#   multilabel_default the same, for multi-label data
 #   sequence           also meaningful per token when a model predicts one class per position
 #   check              (family) check(num_classes, **params) -> why it does not fit, or None
 #   evaluated          (family) evaluated(num_classes) -> the members `trainlab evaluate` reports
