@@ -217,7 +217,7 @@ def test_bce_on_two_classes_trains_one_logit_end_to_end(tmp_path):
 
     saved = load_file(str(run.dir.path / "eval" / "test_outputs.safetensors"))
     out, y = saved["outputs"], saved["targets"]
-    pred = (torch.sigmoid(out[:, 0]) >= 0.5).long()
+    pred = (torch.sigmoid(out[:, 0]) > 0.5).long()
     m = run.metrics
     assert out.shape[1] == 1 and m["accuracy"] == pytest.approx(float((pred == y).float().mean()), abs=1e-6)
     from sklearn.metrics import confusion_matrix, roc_auc_score
@@ -242,7 +242,7 @@ def test_multilabel_metrics_equal_scikit_learn():
     out = 2 * (y - 0.5) + 1.5 * torch.randn(80, 5, generator=g)
     names = list("abcde")
     m = evaluate_outputs(out, y, "multilabel", torch.nn.BCEWithLogitsLoss(), 5, names)
-    pred, prob = (out >= 0).long().numpy(), torch.sigmoid(out.double()).numpy()
+    pred, prob = (out > 0).long().numpy(), torch.sigmoid(out.double()).numpy()
     yt = y.long().numpy()
     per = m["per_label"]
     assert [r["label"] for r in per] == names and [r["support"] for r in per] == yt.sum(0).tolist()
@@ -337,3 +337,19 @@ def test_multilabel_csv_errors_name_the_column(tmp_path):
     with pytest.raises(RecipeError, match="^data.task: multilabel needs data.target as a list"):
         build_data(load_recipe({"data": {"source": "csv", "path": str(path), "target": "a",
                                          "task": "multilabel"}}).data, 0)
+
+
+def test_multilabel_text_csv_and_tabular_delimited_labels(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,tags\nmeow purr,cat\nwoof,dog\nmeow woof,dog|cat\nthe end,\nbark,dog\npurr,cat\n")
+    cfg = {"source": "text_csv", "path": str(path), "label": "tags", "label_delimiter": "|", "val_fraction": 0.0,
+           "test_fraction": 0.0}
+    b = build_data(load_recipe({"data": cfg}).data, 0)
+    assert b.info.task == "multilabel" and b.info.class_names == ["cat", "dog"] and b.info.output_dim == 2
+    assert b.train.y.tolist() == [[1, 0], [0, 1], [1, 1], [0, 0], [0, 1], [1, 0]]  # an empty cell: no label
+    assert b.info.class_counts["train"] == [3, 3]
+    table = tmp_path / "f.csv"
+    table.write_text("x,tags\n1,cat\n2,\n3,cat|dog\n4,dog\n")
+    b = build_data(load_recipe({"data": {"source": "csv", "path": str(table), "target": "tags",
+                                         "label_delimiter": "|", "val_fraction": 0.0, "test_fraction": 0.0}}).data, 0)
+    assert b.train.y.tolist() == [[1, 0], [0, 0], [1, 1], [0, 1]] and b.info.class_names == ["cat", "dog"]

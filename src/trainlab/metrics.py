@@ -92,7 +92,8 @@ class Classified:
 @dataclass
 class Labelled:
     """What a multi-label metric reads: a split's outputs (one logit per label) and its 0/1 target
-    matrix, both (N, L); a label is predicted where its sigmoid reaches MULTILABEL_THRESHOLD."""
+    matrix, both (N, L); a label is predicted where its sigmoid exceeds MULTILABEL_THRESHOLD (as
+    torchmetrics binarizes, and as a one-logit binary model predicts class 1 where its logit is > 0)."""
 
     outputs: torch.Tensor
     target: torch.Tensor
@@ -104,7 +105,7 @@ class Labelled:
 
     @cached_property
     def preds(self) -> torch.Tensor:
-        return (self.probs >= MULTILABEL_THRESHOLD).long()
+        return (self.probs > MULTILABEL_THRESHOLD).long()
 
 
 MULTILABEL_THRESHOLD = 0.5
@@ -505,8 +506,9 @@ def _per_class(c: Classified, names: list[str]) -> list[dict[str, Any]]:
 
 
 def per_label(c: Labelled, names: list[str]) -> list[dict[str, Any]]:
-    """One row per label of multi-label data: its support (positives), precision, recall and F1 at
-    MULTILABEL_THRESHOLD, and its average precision (AP; their mean is `map`)."""
+    """One row per label of multi-label data: its support (positives), precision, recall and F1 with
+    the label predicted where its sigmoid exceeds MULTILABEL_THRESHOLD, and its average precision (AP;
+    their mean is `map`)."""
     cl, n, t = _tmf().classification, c.num_labels, c.target
     kw = {"threshold": MULTILABEL_THRESHOLD, "average": None}
     cols = {
