@@ -29,7 +29,8 @@ from ..errors import DataError, RecipeError
 
 def ngrams(tokens: list[str], ngram_range: tuple[int, int], level: str) -> list[str]:
     """The n-grams of a token list for n in `ngram_range` (inclusive), as scikit-learn forms them:
-    words joined by a space, characters joined as they stand."""
+    words joined by a space, characters joined as they stand (scikit-learn's `analyzer="char"`
+    also collapses each run of white space to one space first; trainlab's character tokens keep it)."""
     lo, hi = ngram_range
     join = " ".join if level == "word" else "".join
     out = list(tokens) if lo == 1 else []

@@ -28,7 +28,8 @@ def hash_ngrams(x: torch.Tensor, n: int, buckets: int, pad: int | None) -> tuple
     """Bucket numbers in [0, buckets) of every n-gram of consecutive ids in each row of `x` (B, T),
     shape (B, T - n + 1), and a mask that is False where the n-gram touches a pad id. The hash is
     a polynomial of the ids modulo 2^31 - 1 seeded with `n`: deterministic on every device, and the
-    same ids in another order (or another order n) land elsewhere."""
+    same ids in another order (or as part of an n-gram of another order) hash differently, up to
+    collisions modulo `buckets`."""
     t = x.shape[1] - n + 1
     h = torch.full((x.shape[0], max(t, 0)), n, dtype=torch.long, device=x.device)
     keep = torch.ones_like(h, dtype=torch.bool)
