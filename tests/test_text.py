@@ -409,3 +409,21 @@ def test_embedding_bag_learns_word_order_only_with_bigrams(ngrams, one_thread):
         assert acc == 1.0 and loss.item() < 0.05
     else:  # 18 of the 30 sentences share their bag with a sentence of the other label: at most 21 of 30 right
         assert acc <= 21 / 30
+
+
+def test_tfidf_features_keep_multi_label_targets(tmp_path):
+    # the two halves of issue 19 meet here: `features: tfidf` on a JSONL whose labels are lists
+    import json as _json
+
+    from trainlab.data.text import text_jsonl
+
+    rows = [("red apple pie", ["fruit", "food"]), ("green apple", ["fruit"]), ("hot soup", ["food"]),
+            ("pear tart", ["fruit", "food"])] * 3
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(_json.dumps({"text": t, "labels": ls}) + "\n" for t, ls in rows))
+    src = text_jsonl(str(path), label="labels", features="tfidf")
+    assert src.task == "multilabel" and src.class_names == ["food", "fruit"]
+    assert src.train.y.shape == (12, 2) and src.train.y[0].tolist() == [1.0, 1.0] and src.train.y[1].tolist() == [0.0, 1.0]
+    out = src.fit({"train": src.train, "val": None, "test": None})
+    assert out["train"].x.shape[0] == 12 and out["train"].x.dtype == torch.float32
+    assert torch.equal(out["train"].y, src.train.y)
