@@ -104,6 +104,14 @@ def test_real_run_with_tied_accuracy_picks_the_lowest_val_loss(tmp_path):
 
     row = summary_row(load_run(run.path))
     assert row["best_epoch"] == want and row["best_reason"] == env["best"]["reason"]
+    # the report says which epoch and why, and puts the majority-class baseline beside the model
+    import html
+
+    page = html.unescape(trainlab.report(run.path).read_text())
+    assert f"checkpoints/best: {env['best']['reason']}" in page
+    base = run.metrics["baseline"]
+    assert f"accuracy {run.metrics['accuracy']:.4f} vs {base['accuracy']:.4f}" in page
+    assert "test baseline (always" in page
 
 
 def test_the_pick_survives_resume(tmp_path):

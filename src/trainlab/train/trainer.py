@@ -15,7 +15,7 @@ import torch
 
 from ..build import Parts, build_parts, set_threads
 from ..data import DataBundle
-from ..metrics import (check_monitors, compute_metrics, higher_is_better, predict, resolve_monitor,
+from ..metrics import (check_monitors, compute_metrics, predict, resolve_monitor,
                        validation_metrics)
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
@@ -354,12 +354,6 @@ class Trainer:
         if self.bundle.val is not None:
             self._log({"split": "val", "epoch": logs["epoch"], "step": self.step,
                        **{k[4:]: v for k, v in logs.items() if k.startswith("val.")}})
-
-    def _improved(self, value: float) -> bool:
-        """Strictly better than the best so far (the plain comparison; `_checkpoint` uses `selection`)."""
-        if self.best is None:
-            return True
-        return value > self.best if higher_is_better(self.monitor) else value < self.best
 
     # --- state and checkpoints (recovery.py has the policies that use them) ----------------------
     def _callback_keys(self) -> list[str]:
