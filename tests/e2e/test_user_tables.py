@@ -24,10 +24,11 @@ DIABETES = {
     "name": "diabetes-csv",
     "data": {"source": "csv", "target": "target", "preprocess": [{"normalize": "standard"}],
              "val_fraction": 0.1, "test_fraction": 0.2, "batch_size": 32},
-    "model": {"name": "mlp", "widths": [32]},
-    "optim": {"name": "adamw", "lr": 3.0e-3},
+    "model": {"name": "mlp", "widths": [64], "dropout": 0.5},
+    "optim": {"name": "adamw", "lr": 3.0e-3, "weight_decay": 0.5},
+    "schedule": {"name": "cosine"},
     "train": {"epochs": 40},
-}
+}  # the settings of recipes/breast_cancer_csv.yaml: one recipe for small tables of either kind
 
 
 def _run(recipe: dict, seed: int, tmp_path: Path) -> trainlab.Run:
