@@ -29,10 +29,10 @@ def test_resolution_is_one_sample_for_counted_metrics_and_zero_for_continuous_on
 
 def test_exact_tie_goes_to_the_lower_val_loss_not_the_first_epoch():
     # the run: val.accuracy 0.978 at epoch 1 and again later, with a much lower loss
-    s = pick("val.accuracy", 46, [(45 / 46, 0.30), (44 / 46, 0.20), (45 / 46, 0.12), (45 / 46, 0.07), (45 / 46, 0.09)])
+    epochs = [(45 / 46, 0.30), (44 / 46, 0.20), (45 / 46, 0.12), (45 / 46, 0.07), (45 / 46, 0.09)]
+    s = pick("val.accuracy", 46, epochs)
     assert s.epoch == 4 and s.loss == 0.07 and s.value == pytest.approx(45 / 46)
-    history = [{"epoch": i, "val.accuracy": v, "val.loss": l} for i, (v, l) in
-               enumerate([(45 / 46, 0.30), (44 / 46, 0.20), (45 / 46, 0.12), (45 / 46, 0.07), (45 / 46, 0.09)], 1)]
+    history = [{"epoch": i, "val.accuracy": v, "val.loss": loss} for i, (v, loss) in enumerate(epochs, 1)]
     reason = s.reason(history)
     assert reason.startswith("epoch 4 — val.accuracy 0.9783 (tied with epochs 1, 2, 3, 5")
     assert "1/46" in reason and "lowest val.loss 0.07" in reason

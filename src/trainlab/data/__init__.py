@@ -11,7 +11,7 @@ from . import cifar, folder, sklearn_sets, synthetic, tabular, text, vision
 from .augment import AUGMENTS, Augment, build_augment
 from .bundle import DataBundle, DataInfo, SourceData, Split
 from .loader import StreamingLoader, TensorLoader, build_loader, eval_batches
-from .preprocess import TargetScaler, build_preprocess, unscale_targets
+from .preprocess import TargetScaler, build_preprocess
 from .splits import split_indices, subset_indices
 
 # `cache` is the recipe's data.cache: trainlab supplies it, it is no option of a source
@@ -39,7 +39,7 @@ SOURCES.add("text_corpus", text.text_corpus, "plain text files for language mode
 __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
            "TargetScaler", "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches",
            "fitted_preprocess", "load_preprocess_state", "require_test_split", "save_data_state",
-           "target_scaling", "unscale_targets"]
+           "target_scaling"]
 
 
 def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:

@@ -161,8 +161,3 @@ class TargetScaler:
         if not st or st.get("method") != "standard":
             return None
         return cls(torch.tensor(st["shift"]), torch.tensor(st["scale"]))
-
-
-def unscale_targets(scaler: TargetScaler | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`tensors` in original units (unchanged without a scaler)."""
-    return tuple(t if scaler is None else scaler.unscale(t) for t in tensors)
