@@ -34,8 +34,8 @@ def test_exact_tie_goes_to_the_lower_val_loss_not_the_first_epoch():
     assert s.epoch == 4 and s.loss == 0.07 and s.value == pytest.approx(45 / 46)
     history = [{"epoch": i, "val.accuracy": v, "val.loss": loss} for i, (v, loss) in enumerate(epochs, 1)]
     reason = s.reason(history)
-    assert reason.startswith("epoch 4 — val.accuracy 0.9783 (tied with epochs 1, 2, 3, 5")
-    assert "1/46" in reason and "lowest val.loss 0.07" in reason
+    assert reason == ("epoch 4 — val.accuracy 0.9783 (tied with epochs 1, 3, 5; epoch 2 within one validation "
+                      "sample (1/46); lowest val.loss 0.07)")
 
 
 def test_one_sample_lower_with_a_lower_loss_wins_two_samples_lower_does_not():
@@ -97,6 +97,7 @@ def test_real_run_with_tied_accuracy_picks_the_lowest_val_loss(tmp_path):
     assert env["best"]["epoch"] == want and run.metrics["epoch"] == want
     assert env["best"]["val.loss"] == pytest.approx(losses[want - 1])
     assert "tied with epochs" in env["best"]["reason"] and "lowest val.loss" in env["best"]["reason"]
+    assert env["best"]["reason"].startswith(f"epoch {want} — val.accuracy 1 (tied with epochs 1, ")
     state = load_checkpoint_state(run.path / "checkpoints" / "best")
     assert state["trainer"]["selection"]["epoch"] == want
     # the runs index reads the pick, not the first maximum
@@ -107,7 +108,9 @@ def test_real_run_with_tied_accuracy_picks_the_lowest_val_loss(tmp_path):
     # the report says which epoch and why, and puts the majority-class baseline beside the model
     import html
 
-    page = html.unescape(trainlab.report(run.path).read_text())
+    from trainlab.api import report
+
+    page = html.unescape(report(run.path).read_text())
     assert f"checkpoints/best: {env['best']['reason']}" in page
     base = run.metrics["baseline"]
     assert f"accuracy {run.metrics['accuracy']:.4f} vs {base['accuracy']:.4f}" in page

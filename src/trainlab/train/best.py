@@ -83,20 +83,27 @@ class Selection:
         return True
 
     def reason(self, history: list[dict[str, Any]] | None = None) -> str:
-        """E.g. "epoch 17 — val.accuracy 0.978 (tied with epochs 1, 5 within one validation sample
-        (1/46); lowest val.loss 0.071)"; `history`: the epoch logs, to name the tied epochs."""
+        """E.g. "epoch 17 — val.accuracy 0.978 (tied with epochs 1, 5; 2 more epochs within one
+        validation sample (1/46); lowest val.loss 0.071)"; `history`: the epoch logs, to name the ties."""
         if self.epoch is None or self.value is None:
             return ""
         head = f"epoch {self.epoch} — {self.monitor} {self.value:.4g}"
-        ties = [int(h["epoch"]) for h in history or [] if h.get("epoch") != self.epoch
-                and isinstance(h.get(self.monitor), (int, float)) and self._tied(float(h[self.monitor]), self.value)]
-        if not ties:
+        others = [(int(h["epoch"]), float(h[self.monitor])) for h in history or []
+                  if h.get("epoch") != self.epoch and isinstance(h.get(self.monitor), (int, float))]
+        exact = [e for e, v in others if v == self.value]
+        near = [e for e, v in others if v != self.value and self._tied(v, self.value)]
+        if not exact and not near:
             return f"{head} (the {'highest' if self.sign > 0 else 'lowest'})"
-        within = f" within one validation sample (1/{self.samples})" if self.tolerance else ""
-        which = "epoch" if len(ties) == 1 else "epochs"
-        named = ", ".join(map(str, ties[:8])) + (f" and {len(ties) - 8} more" if len(ties) > 8 else "")
-        loss = f"; lowest {TIEBREAK} {self.loss:.4g}" if self.loss is not None else "; the first of them"
-        return f"{head} (tied with {which} {named}{within}{loss})"
+        parts = []
+        if exact:
+            named = ", ".join(map(str, exact[:6])) + (f" and {len(exact) - 6} more" if len(exact) > 6 else "")
+            parts.append(f"tied with epoch{'s' if len(exact) > 1 else ''} {named}")
+        if near:
+            what = ", ".join(map(str, near)) if len(near) <= 3 else f"{len(near)} more"
+            parts.append(f"{what if len(near) > 3 else 'epoch' + ('s ' if len(near) > 1 else ' ') + what} "
+                         f"within one validation sample (1/{self.samples})")
+        loss = f"lowest {TIEBREAK} {self.loss:.4g}" if self.loss is not None else "the first of them"
+        return f"{head} ({'; '.join(parts)}; {loss})"
 
     def state_dict(self) -> dict[str, Any]:
         return {"monitor": self.monitor, "samples": self.samples, "tolerance": self.tolerance, "epoch": self.epoch,
