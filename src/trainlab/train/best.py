@@ -99,9 +99,9 @@ class Selection:
             named = ", ".join(map(str, exact[:6])) + (f" and {len(exact) - 6} more" if len(exact) > 6 else "")
             parts.append(f"tied with epoch{'s' if len(exact) > 1 else ''} {named}")
         if near:
-            what = ", ".join(map(str, near)) if len(near) <= 3 else f"{len(near)} more"
-            parts.append(f"{what if len(near) > 3 else 'epoch' + ('s ' if len(near) > 1 else ' ') + what} "
-                         f"within one validation sample (1/{self.samples})")
+            what = (f"{len(near)} {'more ' if exact else ''}epochs" if len(near) > 3 else
+                    f"epoch{'s' if len(near) > 1 else ''} {', '.join(map(str, near))}")
+            parts.append(f"{what} within one validation sample (1/{self.samples})")
         loss = f"lowest {TIEBREAK} {self.loss:.4g}" if self.loss is not None else "the first of them"
         return f"{head} ({'; '.join(parts)}; {loss})"
 
