@@ -136,7 +136,8 @@ def _fit_and_finish(trainer, rd: RunDir) -> Run:
     except BaseException as e:
         _mark(rd, status="failed", error=f"{type(e).__name__}: {e}", step=trainer.step)
         raise
-    rd.update_env(status="finished", end=_now(), stop_reason=trainer.stop_reason, epochs_run=trainer.epoch)
+    rd.update_env(status="finished", end=_now(), stop_reason=trainer.stop_reason, epochs_run=trainer.epoch,
+                  best=trainer.best_summary())
     if recipe.output.report:
         from .track.report import write_report
 
@@ -193,6 +194,7 @@ class LoadedRun:
     preprocess: list = field(default_factory=list)  # data.preprocess as fitted on the training split
     vocab: dict[str, Any] | None = None             # text runs: level, lowercase, tokens or n-gram terms + idf
                                                     # (data/vocab.json)
+    target_scaler: Any = None                       # regression trained on standardized targets: undone by predict
 
     @property
     def class_names(self) -> list[str] | None:
@@ -225,15 +227,17 @@ class LoadedRun:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor | list[str], batch_size: int | None = None, prepared: bool = False) -> torch.Tensor:
-        """The model's outputs (logits, or regression values) for `x` (tensors, or a text run's raw
-        texts), as float32 on the CPU; `prepared`: `x` already went through `prepare` (e.g. a split of the run's own data)."""
+        """The model's outputs (logits, or regression values in the target's original units, the
+        run's `data.target_scaling` undone) for `x` (tensors, or a text run's raw texts), as float32
+        on the CPU; `prepared`: `x` already went through `prepare` (e.g. a split of the run's own data)."""
         from .data import Split
         from .metrics import predict
 
         x = x if prepared else self.prepare(x)
         split = Split(x, torch.zeros(len(x)))
-        return predict(self.model, split, batch_size or self.recipe.data.eval_batch_size, self.device,
-                       self.channels_last, self.recipe.train.precision)
+        out = predict(self.model, split, batch_size or self.recipe.data.eval_batch_size, self.device,
+                      self.channels_last, self.recipe.train.precision)
+        return out if self.target_scaler is None else self.target_scaler.unscale(out)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None,
@@ -243,7 +247,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     never read. `checkpoint`: best (falls back to last when the run kept no best) or last;
     `device`: default the recipe's `train.device`. Raises RunDirError for a missing or damaged run,
     and for a run whose model is user code (`model: custom`) unless `trust_code` (see `require_trust`)."""
-    from .data import fitted_preprocess, load_preprocess_state
+    from .data import TargetScaler, fitted_preprocess, load_preprocess_state
     from .train.checkpoint import load_model_weights
 
     rd = RunDir.open(run_dir)
@@ -256,9 +260,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     model, channels_last = build_model_for(recipe, info, dev)
     load_model_weights(model, rd.checkpoint(which) / "model.safetensors")
     model.eval()
-    steps = fitted_preprocess(recipe.data.preprocess, load_preprocess_state(rd.path))
+    state = load_preprocess_state(rd.path)
+    steps = fitted_preprocess(recipe.data.preprocess, state)
+    # the saved scaler, else data/info.json's record of it; a run from before target scaling has neither
+    scaler = TargetScaler.from_state(state) or TargetScaler.from_stats(info.stats.get("target"))
     return LoadedRun(rd.path, recipe, info, model, dev, which, _checkpoint_epoch(rd, which), channels_last,
-                     steps, vocab)
+                     steps, vocab, scaler if info.task == "regression" else None)
 
 
 def _existing_checkpoint(rd: RunDir, checkpoint: str, fallback: bool = True) -> str:
@@ -312,7 +319,8 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best",
         set_threads(run.recipe)
         recipe = run.recipe
         seed_everything(recipe.seed)
-        bundle = build_data(recipe.data, recipe.seed, load_preprocess_state(rd.path))
+        # `or {}`: a run that saved no fitted state is rebuilt without any (no target scaling either)
+        bundle = build_data(recipe.data, recipe.seed, load_preprocess_state(rd.path) or {})
         _check_same_data(rd, run.info, bundle)
         return write_evaluation(rd, recipe, bundle, run.model, build_loss(recipe.loss, bundle.info), run.device,
                                 run.channels_last, split, checkpoint, run.epoch)

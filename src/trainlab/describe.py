@@ -58,7 +58,7 @@ def print_summary(console, s: dict[str, Any]) -> None:
         stats.add_column("shift", justify="right")
         stats.add_column("scale", justify="right")
         per = "channel" if len(s["input_shape"]) == 3 else "feature"
-        names = s["feature_names"] or [f"{per} {i}" for i in range(len(st["shift"]))]
+        names = st.get("names") or s["feature_names"] or [f"{per} {i}" for i in range(len(st["shift"]))]
         for i, (a, b) in enumerate(zip(st["shift"], st["scale"])):
             if i == 12 and len(st["shift"]) > 13:
                 stats.add_row("…", f"({len(st['shift']) - 12} more)", "")

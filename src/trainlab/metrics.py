@@ -547,3 +547,30 @@ def _thin(x: torch.Tensor, n: int = CURVE_POINTS) -> list[float]:
         return [round(float(v), 6) for v in x]
     idx = torch.linspace(0, len(x) - 1, n).round().long().unique()
     return [round(float(v), 6) for v in x[idx]]
+
+
+# --- baselines ---------------------------------------------------------------------------------
+def majority_baseline(targets: torch.Tensor, num_classes: int, train_counts: list[int],
+                      class_names: list[str] | None = None) -> dict[str, Any]:
+    """What always predicting the training split's most frequent class scores on `targets` (class
+    indices, or soft targets), with the same accuracy and macro-F1 as the model's (scikit-learn's
+    DummyClassifier(strategy="most_frequent"): the first class among equally frequent ones)."""
+    k = int(torch.tensor(train_counts).argmax())
+    t = targets.cpu()
+    outputs = torch.zeros(len(t), int(num_classes))
+    outputs[:, k] = 1.0
+    c = _classified(outputs, t, num_classes)
+    name = class_names[k] if class_names and k < len(class_names) else str(k)
+    return {"kind": "majority class", "class": name, "accuracy": _accuracy(c),
+            "f1_macro": _prf("f1", "macro")(c)}
+
+
+def mean_baseline(targets: torch.Tensor, train_mean: torch.Tensor) -> dict[str, Any]:
+    """What always predicting the training split's target mean (per output) scores on `targets`
+    (original units): MSE, RMSE, MAE and R² (≈ 0 by construction: R² compares with the mean)."""
+    t = targets.cpu().reshape(len(targets), -1).float()
+    outputs = train_mean.cpu().float().reshape(1, -1).expand(len(t), -1).clone()
+    r = _regressed(outputs, t)
+    mean = train_mean.flatten().tolist()
+    return {"kind": "training mean", "mean": mean[0] if len(mean) == 1 else mean,
+            **{name: METRICS.get(name).factory(r) for name in REGRESSION_METRICS}}

@@ -26,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
     m = evaluate(args.run_dir, args.split, args.checkpoint, trust_code=args.trust_code)
     console.print(metrics_table(m, f"{args.split} split, {args.checkpoint} checkpoint (epoch {m['epoch']}), "
                                    f"{m['samples']} samples"))
+    from ..track.evaluation import baseline_line
+
+    line = baseline_line(m)
+    if line:
+        console.print(escape(line), highlight=False)
     if m.get("per_class"):
         console.print(per_class_table(m["per_class"]))
     if m.get("per_label"):

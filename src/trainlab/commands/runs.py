@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     wide_console(150).print(runs_table(rows, f"runs in {args.root}") if rows
                             else f"no run directories under {escape(args.root)}")
+    for r in rows:  # why checkpoints/best is that epoch, where a tie decided it
+        if r.get("best_reason") and "tied" in r["best_reason"]:
+            console.print(f"best of {r['run']}: {r['best_reason']}", markup=False, highlight=False)
     if any(r["stale"] for r in rows):
         console.print("† env.json says running, but its process no longer exists (killed?)")
     for r in rows:

@@ -43,9 +43,16 @@ def run(args: argparse.Namespace) -> int:
     if result.stop_reason:
         console.print(escape(result.stop_reason))  # names the monitored metric
     console.print(f"test ({m['checkpoint']} checkpoint, epoch {m['epoch']}): {shown}")
+    from ..track.evaluation import baseline_line
+
+    line = baseline_line(m)
+    if line:
+        console.print(escape(line), highlight=False)
+    env = result.dir.read_json("env.json")
+    if (env.get("best") or {}).get("reason") and m["checkpoint"] == "best":
+        console.print(f"best: {escape(env['best']['reason'])}", highlight=False)
     from ..perf import summary_line  # model FLOP utilization and the thread count (issue 9)
 
-    env = result.dir.read_json("env.json")
     mfu_line = summary_line(result.history, env.get("threads"), env.get("precision"))
     if mfu_line:
         console.print(mfu_line, highlight=False)

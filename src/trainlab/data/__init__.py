@@ -11,7 +11,7 @@ from . import cifar, folder, sklearn_sets, synthetic, tabular, text, vision
 from .augment import AUGMENTS, Augment, build_augment
 from .bundle import DataBundle, DataInfo, SourceData, Split
 from .loader import StreamingLoader, TensorLoader, build_loader, eval_batches
-from .preprocess import build_preprocess
+from .preprocess import TargetScaler, build_preprocess
 from .splits import split_indices, subset_indices
 
 # `cache` is the recipe's data.cache: trainlab supplies it, it is no option of a source
@@ -26,8 +26,11 @@ for _name, (_, _, _desc) in sklearn_sets.SETS.items():
 SOURCES.add("csv", tabular.csv, "CSV table: feature and target columns, one-hot categories, imputation")
 SOURCES.add("parquet", tabular.parquet, "Parquet table: options as csv")
 SOURCES.add("image_folder", folder.image_folder, "class-per-subfolder PNG/JPEG images, resized (Pillow)")
-SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
-SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0")
+# the known-answer sets keep their targets as they are (`target_scaling: auto`): the layer's weights are the answer
+SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer",
+            target_scaling="none")
+SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0",
+            target_scaling="none")
 SOURCES.add("synthetic:classification", synthetic.classification, "Gaussian blobs: separable classes for tests")
 SOURCES.add("synthetic:multilabel", synthetic.multilabel, "multi-label: linear labels of Gaussian inputs, 0/1 matrix",
             aliases=("synthetic_multilabel",))
@@ -36,16 +39,21 @@ SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word
 SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
 
 __all__ = ["AUGMENTS", "SOURCES", "Augment", "DataBundle", "DataInfo", "SourceData", "Split", "StreamingLoader",
-           "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches", "fitted_preprocess",
-           "load_preprocess_state", "require_test_split", "save_data_state"]
+           "TargetScaler", "TensorLoader", "build_augment", "build_data", "build_loader", "eval_batches",
+           "fitted_preprocess", "load_preprocess_state", "require_test_split", "save_data_state",
+           "target_scaling"]
 
 
 def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | None = None) -> DataBundle:
     """Load the source, carve val (and test if the source has none), fit preprocessing on train.
     `cfg` is the recipe's data section (`trainlab.recipe.DataConfig`).
 
-    `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`): apply
-    these fitted statistics instead of fitting again, so evaluating a run repeats its transform."""
+    `preprocess_state` (a run's data/preprocess.safetensors, see `load_preprocess_state`; `{}` for a
+    run that saved none): apply these fitted statistics instead of fitting again, so evaluating a run
+    repeats its transform; its targets are scaled only when it saved a target scaler (older runs: never).
+
+    Regression targets of every split come out standardized with the training split's mean and std
+    when `data.target_scaling` resolves to `standard` (`bundle.target_scaler` undoes it)."""
     src: SourceData = SOURCES.build(cfg.source, cfg.options(), "data", seed=seed, cache=cfg.cache)
     classify = src.task == "classification"
     stratify = classify and src.train.y.ndim == 1  # not per-token targets (language modelling)
@@ -99,6 +107,16 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
         stats["normalize"] = step.stats()
 
     multilabel = src.task == "multilabel"  # a 0/1 matrix (N, labels): one column per label
+    scaler = None
+    if src.task == "regression" and target_scaling(cfg) == "standard":  # never class or label matrices
+        if preprocess_state is not None:  # a run's own data: exactly its scaler, or none
+            scaler = TargetScaler.from_state(preprocess_state)
+        else:
+            scaler = TargetScaler.fit(splits["train"].y)  # statistics from the training split only
+        if scaler is not None:
+            splits = {k: (Split(s.x, scaler.apply(s.y)) if s is not None else None) for k, s in splits.items()}
+            stats["target"] = scaler.stats()
+
     num_classes = len(src.class_names) if (classify and src.class_names) else (
         int(full.y.max()) + 1 if classify else int(full.y.shape[1]) if multilabel else None)
     counts = {}
@@ -123,7 +141,19 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
     bundle = DataBundle(splits["train"], splits["val"], splits["test"], info, indices)
     bundle.preprocess = {f"{i}.{k}": v for i, step in enumerate(steps) for k, v in step.state_dict().items()
                          if isinstance(v, torch.Tensor)}
+    if scaler is not None:
+        bundle.target_scaler = scaler
+        bundle.preprocess.update(scaler.state_dict())
     return bundle
+
+
+def target_scaling(cfg: Any) -> str:
+    """`data.target_scaling` resolved: `auto` is `standard`, except for sources registered with
+    `target_scaling="none"` (the synthetic sets whose layer weights are their known answer)."""
+    if cfg.target_scaling != "auto":
+        return cfg.target_scaling
+    entry = SOURCES.find(cfg.source)
+    return entry.meta.get("target_scaling", "standard") if entry is not None else "standard"
 
 
 def require_test_split(bundle: DataBundle, cfg: Any) -> None:

@@ -110,6 +110,8 @@ class DataBundle:
     info: DataInfo
     split_indices: dict[str, torch.Tensor] = field(default_factory=dict)
     preprocess: dict[str, torch.Tensor] = field(default_factory=dict)  # fitted state of data.preprocess
+    # regression targets standardized for training (data.target_scaling): its `unscale` gives original units
+    target_scaler: Any = None
 
     def split(self, name: str) -> Split:
         s = getattr(self, name, None)

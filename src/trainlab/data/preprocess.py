@@ -108,3 +108,56 @@ def parse_preprocess(items: list[Any]) -> list[tuple[str, dict[str, Any], str]]:
 def build_preprocess(items: list[Any]) -> list[Any]:
     """The recipe's `data.preprocess` steps, unfitted, in order. Raises RecipeError."""
     return [PREPROCESS.build(name, opts, where) for name, opts, where in parse_preprocess(items)]
+
+
+class TargetScaler:
+    """Regression targets standardized per output, (y - mean) / std, with the training split's
+    statistics (`data.target_scaling: standard`): the model learns targets of unit scale whatever
+    their units, and `unscale` maps its outputs back to the original units for every prediction
+    and metric. Saved in the run's data/preprocess.safetensors as `target.shift` / `target.scale`."""
+
+    PREFIX = "target."
+
+    def __init__(self, shift: torch.Tensor, scale: torch.Tensor):
+        self.shift, self.scale = shift.float().reshape(1, -1), scale.float().reshape(1, -1)
+
+    @classmethod
+    def fit(cls, y: torch.Tensor) -> TargetScaler:
+        y = y.float().reshape(len(y), -1)
+        scale = y.std(dim=0) if len(y) > 1 else torch.ones(y.shape[1])
+        return cls(y.mean(dim=0), scale.nan_to_num(1.0).clamp_min(1e-8))
+
+    def _shaped(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = t.to(y.device)
+        return t.reshape(-1) if y.ndim == 1 else t.reshape(1, *([1] * (y.ndim - 2)), -1)
+
+    def apply(self, y: torch.Tensor) -> torch.Tensor:
+        """Original units -> the model's (standardized) units."""
+        return (y.float() - self._shaped(self.shift, y)) / self._shaped(self.scale, y)
+
+    def unscale(self, y: torch.Tensor) -> torch.Tensor:
+        """The model's units -> original units (outputs or targets)."""
+        return y.float() * self._shaped(self.scale, y) + self._shaped(self.shift, y)
+
+    def stats(self) -> dict[str, Any]:
+        return {"method": "standard", "names": [f"target {i}" for i in range(self.shift.numel())] if
+                self.shift.numel() > 1 else ["target"], "shift": self.shift.flatten().tolist(),
+                "scale": self.scale.flatten().tolist()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{self.PREFIX}shift": self.shift.contiguous(), f"{self.PREFIX}scale": self.scale.contiguous()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor] | None) -> TargetScaler | None:
+        """The scaler a run saved (data/preprocess.safetensors); None when it saved none (no scaling,
+        or a run from before target scaling)."""
+        state = state or {}
+        keys = (f"{cls.PREFIX}shift", f"{cls.PREFIX}scale")
+        return cls(state[keys[0]], state[keys[1]]) if all(k in state for k in keys) else None
+
+    @classmethod
+    def from_stats(cls, st: dict[str, Any] | None) -> TargetScaler | None:
+        """From data/info.json's `stats.target` (its JSON floats are float32 values, exactly)."""
+        if not st or st.get("method") != "standard":
+            return None
+        return cls(torch.tensor(st["shift"]), torch.tensor(st["scale"]))

@@ -47,6 +47,10 @@ class DataConfig(Component):
                                        description="Keep only this many training samples (an integer) or this share (a number ≤ 1.0, e.g. 0.1); for quick runs.")
     preprocess: list[dict[str, Any] | str] = Field(
         default_factory=list, description="Transforms fitted on the training split, e.g. `[{normalize: standard}]`.")
+    target_scaling: Literal["auto", "standard", "none"] = Field(
+        "auto", description="Regression targets: `standard` trains on (y - mean) / std of the training split and "
+                            "reports predictions and metrics in the original units; `none`; `auto`: standard, except "
+                            "the synthetic known-answer sources. Ignored for classification.")
     augment: list[dict[str, Any] | str] = Field(
         default_factory=list, description="Batched training-time augmentations, e.g. `[{hflip: 0.5}]`.")
     on_device: bool = Field(True, description="Keep in-memory data on the training device (no copy per step).")

@@ -42,9 +42,10 @@ def build_report(rd: RunDir, schedule: Schedule | None = None) -> str:
     evals = {s: run_json(rd, f"eval/{s}.json") for s in SPLITS}
     evals = {s: m for s, m in evals.items() if m}
     monitor, best = run.best()
+    picked = run.picked() or {}
     return render("run_report.html", name=run.recipe.get("name", rd.path.name), **_header(run),
-                  monitor=monitor, best=best, metrics=_metrics(evals), per_class=_per_class(evals),
-                  per_label=_per_label(evals),
+                  monitor=monitor, best=best, best_reason=picked.get("reason"), baselines=_baselines(evals),
+                  metrics=_metrics(evals), per_class=_per_class(evals), per_label=_per_label(evals),
                   **_figures(rd, run, evals, schedule), **_timings(run, evals), recipe_text=rd.recipe_path.read_text(),
                   env_rows=[(k, redact_all(v)) for k, v in run.env.items() if k != "data"])  # older env.json
 
@@ -73,11 +74,39 @@ def _metrics(evals: dict[str, dict]) -> dict[str, list] | None:
     splits = list(evals)
     keys = [k for k, v in next(iter(evals.values())).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in SKIP_SCALARS]
-    rows = [[k] + [evals[s].get(k) for s in splits] for k in keys]
-    rows.append(["samples"] + [evals[s].get("samples") for s in splits])
-    header = ["metric"] + [f"{s} ({evals[s].get('checkpoint')} checkpoint, epoch {evals[s].get('epoch')})"
-                           for s in splits]
+    # each split's column, then its baseline's (the trivial predictor on the same split) where it has one
+    cols = [c for s in splits for c in ([(s, False), (s, True)] if isinstance(evals[s].get("baseline"), dict)
+                                        else [(s, False)])]
+
+    def cell(s: str, base: bool, k: str):
+        return (evals[s]["baseline"].get(k) if k != "samples" else None) if base else evals[s].get(k)
+    rows = [[k] + [cell(s, b, k) for s, b in cols] for k in keys]
+    rows.append(["samples"] + [cell(s, b, "samples") for s, b in cols])
+    header = ["metric"] + [f"{s} baseline ({_baseline_name(evals[s]['baseline'])})" if b else
+                           f"{s} ({evals[s].get('checkpoint')} checkpoint, epoch {evals[s].get('epoch')})"
+                           for s, b in cols]
     return {"header": header, "rows": rows}
+
+
+def _baseline_name(b: dict[str, Any]) -> str:
+    if b.get("kind") == "majority class":
+        return f"always {b.get('class')!r}, the most frequent training class"
+    mean = b.get("mean")
+    return f"always the training mean {mean:.4g}" if isinstance(mean, (int, float)) else "always the training mean"
+
+
+def _baselines(evals: dict[str, dict]) -> list[str]:
+    """One sentence per split: what the model scores beside the trivial predictor."""
+    out = []
+    for s, m in evals.items():
+        b = m.get("baseline")
+        if not isinstance(b, dict):
+            continue
+        keys = ("accuracy", "f1_macro") if b.get("kind") == "majority class" else ("mse", "mae", "r2")
+        shown = ", ".join(f"{k} {m[k]:.4f} vs {b[k]:.4f}" for k in keys
+                          if isinstance(m.get(k), (int, float)) and isinstance(b.get(k), (int, float)))
+        out.append(f"{s}: model vs baseline ({_baseline_name(b)}): {shown}")
+    return out
 
 
 def _per_class(evals: dict[str, dict]) -> dict[str, Any] | None:

@@ -55,15 +55,26 @@ class RunSummary:
         return resolve_monitor(self.recipe, self.task, any(r.get("split") == "val" for r in self.records))
 
     def best(self) -> tuple[str, float | None]:
-        """(monitor, its best value over the epochs logged so far)."""
+        """(monitor, the value of the epoch checkpoints/best holds): env.json's `best` (the trainer's
+        pick, where a tie within one validation sample went to the lower val.loss); for runs from
+        before it, the best value over the epochs logged so far."""
         from ..metrics import higher_is_better
 
+        picked = self.picked()
+        if picked is not None and isinstance(picked.get("value"), (int, float)):
+            return str(picked.get("monitor") or self.monitor), float(picked["value"])
         split, _, key = self.monitor.partition(".")
         vals = [r[key] for r in self.records if r.get("split") == split and key in r and
                 (split != "train" or "time" in r)]
         if not vals:
             return self.monitor, None
         return self.monitor, (max(vals) if higher_is_better(self.monitor) else min(vals))
+
+    def picked(self) -> dict[str, Any] | None:
+        """env.json's `best`: monitor, epoch, value, val.loss and the reason it was picked (None for
+        runs from before it, or a run that has not finished an epoch)."""
+        b = self.env.get("best")
+        return b if isinstance(b, dict) else None
 
     def epochs(self) -> tuple[int, int]:
         done = max((r.get("epoch", 0) for r in self.records if r.get("split") in ("train", "val")
@@ -201,7 +212,8 @@ def summary_row(r: RunSummary) -> dict[str, Any]:
     except (AttributeError, TypeError, ValueError, KeyError) as e:  # e.g. `optim: 3` in recipe.yaml
         why = f"{type(e).__name__}: {_first_line(e)}"
         return {"run": r.name, "path": str(r.path), "date": "", "model": "?", "optimizer": "?", "epochs": 0,
-                "epochs_planned": 0, "monitor": "", "best": None, "test_metric": "", "test": None,
+                "epochs_planned": 0, "monitor": "", "best": None, "best_epoch": None, "best_reason": None,
+                "test_metric": "", "test": None, "baseline": None,
                 "duration_s": None, "status": "damaged", "stale": False,
                 "damaged": "; ".join(filter(None, [r.damaged, why]))}
 
@@ -212,12 +224,16 @@ def _row(r: RunSummary) -> dict[str, Any]:
     test_key, test = r.test_metric()
     status, stale = r.status()
     done, planned = r.epochs()
+    picked = r.picked() or {}
+    base = (r.test or {}).get("baseline")
     return {"run": r.name, "path": str(r.path), "date": (r.env.get("start") or "")[:16].replace("T", " "),
             "model": (r.recipe.get("model") or {}).get("name", "?"),
             "optimizer": f"{optim.get('name', '?')} lr={optim.get('lr', '?')}",
             "epochs": done, "epochs_planned": planned, "monitor": monitor, "best": best,
-            "test_metric": test_key, "test": test, "duration_s": r.duration_s(), "status": status,
-            "stale": stale}
+            "best_epoch": picked.get("epoch"), "best_reason": picked.get("reason"),
+            "test_metric": test_key, "test": test,
+            "baseline": base.get(test_key) if isinstance(base, dict) else None,
+            "duration_s": r.duration_s(), "status": status, "stale": stale}
 
 
 # --- comparison --------------------------------------------------------------------------------
@@ -256,6 +272,8 @@ def final_metrics(runs: list[RunSummary]) -> dict[str, list[Any]]:
     monitors = {r.best()[0] for r in runs}
     for m in sorted(monitors):
         rows[f"best {m}"] = [r.best()[1] if r.best()[0] == m else None for r in runs]
+    if any(r.picked() for r in runs):
+        rows["best epoch"] = [(r.picked() or {}).get("epoch") for r in runs]
     keys: list[str] = []
     for r in runs:
         for k, v in (r.test or {}).items():
@@ -264,6 +282,9 @@ def final_metrics(runs: list[RunSummary]) -> dict[str, list[Any]]:
                 keys.append(k)
     for k in keys:
         rows[f"test {k}"] = [(r.test or {}).get(k) for r in runs]
+        base = [((r.test or {}).get("baseline") or {}).get(k) for r in runs]
+        if any(isinstance(b, (int, float)) for b in base):  # the trivial predictor, beside the model
+            rows[f"test {k} (baseline)"] = base
     rows["epochs"] = [r.epochs()[0] for r in runs]
     rows["duration_s"] = [r.duration_s() for r in runs]
     rows["status"] = [r.status()[0] for r in runs]

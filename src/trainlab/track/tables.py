@@ -51,16 +51,19 @@ def per_label_table(rows: list[dict[str, Any]], title: str = "per label") -> Tab
 def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     """`trainlab runs`: one row per run (rows from track.runs.summary_row)."""
     table = Table(title=escape(title))
-    for col in ("run", "date", "model", "optimizer", "epochs", "best val", "test", "duration", "status"):
+    for col in ("run", "date", "model", "optimizer", "epochs", "best val", "test", "baseline", "duration", "status"):
         table.add_column(col, justify="right" if col in ("epochs", "duration") else "left",
                          no_wrap=col in ("date", "epochs", "duration", "status"))
     for r in rows:
         best = f"{r['monitor'].split('.', 1)[-1]} {r['best']:.4f}" if r["best"] is not None else "-"
+        if r["best"] is not None and r.get("best_epoch") is not None:
+            best += f" @{r['best_epoch']}"  # the epoch checkpoints/best holds
         test = f"{r['test_metric']} {r['test']:.4f}" if r["test"] is not None else "-"
+        base = f"{r['baseline']:.4f}" if isinstance(r.get("baseline"), (int, float)) else "-"
         dur = f"{r['duration_s']:.0f}s" if r["duration_s"] is not None else "-"
         status = r["status"] + (" †" if r["stale"] else "")
         table.add_row(*map(escape, (r["run"], r["date"], str(r["model"]), r["optimizer"],
-                                    f"{r['epochs']}/{r['epochs_planned']}", best, test, dur, status)))
+                                    f"{r['epochs']}/{r['epochs_planned']}", best, test, base, dur, status)))
     return table
 
 

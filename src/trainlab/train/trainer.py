@@ -15,7 +15,7 @@ import torch
 
 from ..build import Parts, build_parts, set_threads
 from ..data import DataBundle
-from ..metrics import (check_monitors, compute_metrics, higher_is_better, predict, resolve_monitor,
+from ..metrics import (check_monitors, compute_metrics, predict, resolve_monitor,
                        validation_metrics)
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
@@ -25,6 +25,7 @@ from ..precision import autocast, grad_scaler, precision_dtype, resolve_precisio
 from ..recipe import Recipe, check_monitor_names, monitors
 from ..track.rundir import RunDir
 from ..track.trackers import build_trackers
+from .best import Selection
 from .callbacks import Callback, EarlyStopping, ProgressReporter
 from .checkpoint import CheckpointWriter, load_checkpoint_state, load_model_weights, rng_state, set_rng_state
 from .determinism import set_determinism
@@ -83,7 +84,9 @@ class Trainer:
         self.epoch = 0             # epochs completed
         self.step = 0              # optimizer steps taken
         self.batches_done = 0
-        self.best: float | None = None
+        self.best: float | None = None  # the monitored value of checkpoints/best
+        # which epoch is best: ties within one validation sample go to the lower val.loss (best.py)
+        self.selection = Selection(self.monitor, len(self.bundle.val) if self.bundle.val is not None else None)
         self.should_stop = False
         self.stop_reason = ""
         self.history: list[dict[str, Any]] = []
@@ -327,8 +330,15 @@ class Trainer:
         s = self.bundle.split(split)
         out = predict(self.model, s, self.recipe.data.eval_batch_size, self.device, self.channels_last,
                       self.recipe.train.precision)
-        return compute_metrics(out, s.y, self.task, self.loss_fn.cpu(), self.bundle.info.num_classes,
-                               validation_metrics(self.recipe, self.task))
+        names = validation_metrics(self.recipe, self.task)
+        scaler = self.bundle.target_scaler
+        if scaler is None:
+            return compute_metrics(out, s.y, self.task, self.loss_fn.cpu(), self.bundle.info.num_classes, names)
+        # standardized regression targets: the loss as trained (scaled units), the metrics in original units
+        y = s.y.cpu()
+        m = compute_metrics(scaler.unscale(out), scaler.unscale(y), self.task, self.loss_fn.cpu(), None, names)
+        m["loss"] = float(self.loss_fn.cpu()(out, y))
+        return m
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
@@ -344,11 +354,6 @@ class Trainer:
         if self.bundle.val is not None:
             self._log({"split": "val", "epoch": logs["epoch"], "step": self.step,
                        **{k[4:]: v for k, v in logs.items() if k.startswith("val.")}})
-
-    def _improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best if higher_is_better(self.monitor) else value < self.best
 
     # --- state and checkpoints (recovery.py has the policies that use them) ----------------------
     def _callback_keys(self) -> list[str]:
@@ -366,7 +371,8 @@ class Trainer:
             "loader": self.loader.state_dict(), "rng": rng_state(),
             "trainer": {"epoch": self.epoch, "step": self.step, "batches_done": self.batches_done,
                         "best": self.best, "monitor": self.monitor, "should_stop": self.should_stop,
-                        "stop_reason": self.stop_reason, "history": self.history},
+                        "stop_reason": self.stop_reason, "history": self.history,
+                        "selection": self.selection.state_dict()},
             "callbacks": {k: cb.state_dict() for k, cb in zip(self._callback_keys(), self.callbacks)},
             "guard": self.guard.state_dict(), "augment": self.augment.state_dict(),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
@@ -380,6 +386,7 @@ class Trainer:
         t = state["trainer"]
         self.epoch, self.step, self.batches_done, self.best = t["epoch"], t["step"], t["batches_done"], t["best"]
         self.should_stop, self.stop_reason, self.history = t["should_stop"], t["stop_reason"], list(t["history"])
+        self.selection.load_state_dict(t.get("selection"), t["best"])  # older checkpoints: the best value only
         for key, cb in zip(self._callback_keys(), self.callbacks):
             if key in state["callbacks"]:
                 cb.load_state_dict(state["callbacks"][key])
@@ -468,14 +475,19 @@ class Trainer:
         # amid non-finite steps keep the last good checkpoint, unless a signal asks for one
         if self.run_dir is None or (self.guard.consecutive and not self.signals.pending):
             return
-        value = logs.get(self.monitor)
-        improved = value is not None and self._improved(value)
+        improved = self.selection.consider(logs)  # ties within the metric's resolution: lower val.loss
         if improved:
-            self.best = value
+            self.best = logs.get(self.monitor)
         try:
             self._save(best=improved)
         except Rollback:
-            pass  # state is back at the last good checkpoint: fit's loop goes on from there
+            return  # state is back at the last good checkpoint: fit's loop goes on from there
+        if improved:  # env.json says which epoch is best and why, also for a run that dies later
+            self.run_dir.update_env(best=self.best_summary())
+
+    def best_summary(self) -> dict[str, Any] | None:
+        """Which epoch checkpoints/best holds and why (env.json's `best`; see best.py)."""
+        return self.selection.summary(self.history)
 
     def _event(self, record: dict[str, Any], message: str) -> None:
         """A reliability event: one record in metrics.jsonl (split "event") and one line for the user."""
