@@ -20,7 +20,7 @@ from ..metrics import (check_monitors, compute_metrics, higher_is_better, predic
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
-from ..perf import mfu, peak_flops, peak_for, train_step_flops
+from ..perf import mfu, peak_flops, peak_for, threads_for_step, train_step_flops
 from ..precision import autocast, grad_scaler, precision_dtype, resolve_precision
 from ..recipe import Recipe, check_monitor_names, monitors
 from ..track.rundir import RunDir
@@ -221,6 +221,8 @@ class Trainer:
         if flops:
             self.flops_per_sample = flops / n
             step_flops = self.flops_per_sample * self.recipe.data.batch_size
+            if self.device.type == "cpu" and self.recipe.train.threads is None:  # a tiny step: one thread
+                torch.set_num_threads(threads_for_step(step_flops, torch.get_num_threads()))
             # `auto` on a CPU: bf16 where the measured step makes it pay (precision.py); never fp16
             self.precision = resolve_precision(self.recipe.train.precision, self.device, step_flops)
             self.peak_flops = peak_flops(self.device, precision_dtype(self.precision))
