@@ -101,6 +101,7 @@ print(trainlab.train is trainlab.api.train, Trainer.__module__)
 
 FIRST_STEP = """
 import json, os, sys
+os.environ["TRAINLAB_PREFETCH"] = "0"  # what the main thread imports itself (the prefetch thread's are its own)
 import trainlab
 from trainlab.events import Callback
 
@@ -146,6 +147,7 @@ def test_a_snapshot_of_other_sources_or_a_damaged_one_is_never_used(tmp_path, mo
     from trainlab import catalog
 
     monkeypatch.setenv("TRAINLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(catalog, "registries_loaded", lambda: False)  # as in a fresh `trainlab list`
     made = []
     monkeypatch.setattr(catalog, "source_digest", lambda: "aaa")
     assert catalog.cached("k", lambda: made.append(1) or {"v": 1}) == {"v": 1}
@@ -170,3 +172,20 @@ def test_the_source_digest_follows_the_source_files(tmp_path, monkeypatch):
     with open(pkg / "losses.py", "a") as f:
         f.write("\n# a new loss\n")
     assert catalog.source_digest() != before
+
+
+def test_an_entry_registered_in_this_process_is_listed_although_a_snapshot_exists(tmp_path, monkeypatch, capsys):
+    from trainlab.cli import main
+    from trainlab.losses import LOSSES
+
+    e = dict(os.environ, PYTHONPATH=str(REPO / "src"), TRAINLAB_CACHE=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "trainlab", "list", "losses"], env=e, capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and list(tmp_path.glob("catalog-list-*.json"))  # the snapshot is written
+    monkeypatch.setenv("TRAINLAB_CACHE", str(tmp_path))
+    LOSSES.add("snapshot_probe_loss", lambda: None, "a loss only this process knows")
+    try:
+        assert main(["list", "losses"]) == 0
+        assert "snapshot_probe_loss" in capsys.readouterr().out
+    finally:
+        LOSSES.remove("snapshot_probe_loss")

@@ -52,6 +52,14 @@ def rows() -> dict[str, list[dict[str, Any]]]:
     return cached("list", _live_rows)
 
 
+def registries_loaded() -> bool:
+    """Whether any registry module is imported in this process: then something may have registered
+    an entry of its own (a plugin, a test), which only the live registries show."""
+    import sys
+
+    return any(module in sys.modules for module, _ in CATALOG.values())
+
+
 def _live_rows() -> dict[str, list[dict[str, Any]]]:
     return {kind: [{"name": e.name, "aliases": list(e.aliases), "description": e.description,
                     "options": list(reg.option_names(e.name))} for e in reg.entries()]
@@ -78,9 +86,12 @@ def source_digest() -> str:
 
 def cached(key: str, make: Callable[[], Any]) -> Any:
     """`make()` (JSON-able), from the snapshot `catalog-KEY-DIGEST.json` when it exists and reads,
-    otherwise built and stored (a folder that cannot be written only costs the speed)."""
+    otherwise built and stored (a folder that cannot be written only costs the speed). Always
+    `make()` once a registry module is imported (`registries_loaded`)."""
     from .io import atomic_write, cache_dir
 
+    if registries_loaded():  # live: as cheap as the snapshot now, and it has this process's own entries
+        return make()
     path = cache_dir() / f"catalog-{key}-{source_digest()}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))["value"]
