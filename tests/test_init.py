@@ -179,3 +179,25 @@ def test_init_prints_the_recipe_with_out_dash(tmp_path):
     r = run_cli("init", tmp_path / "t.csv", "--out", "-", cwd=tmp_path)
     assert r.returncode == 0
     assert yaml.safe_load(r.stdout)["data"]["target"] == "outcome"
+
+
+def test_init_reads_several_labels_per_row_as_multi_label(tmp_path):
+    rng = random.Random(5)
+    rows = []
+    for _ in range(80):
+        labels = [k for k in sorted(TOPICS) if rng.random() < 0.4] or ["sport"]
+        rows.append((" ".join(rng.choice(TOPICS[k]) for k in labels for _ in range(4)), labels))
+    (tmp_path / "tags.jsonl").write_text("".join(json.dumps({"text": t, "labels": ls}) + "\n" for t, ls in rows))
+    (tmp_path / "tags.csv").write_text("text,tags\n" + "".join(f"{t},{'|'.join(ls)}\n" for t, ls in rows))
+    for name, delimiter in (("tags.jsonl", None), ("tags.csv", "|")):
+        s = inspect_data(tmp_path / name)
+        data = {k: v for k, v, _ in s.sections["data"]}
+        assert data.get("label_delimiter") == delimiter
+        assert dict((k, v) for k, v, _ in s.sections["loss"])["name"] == "bce"
+        assert dict((w, v) for w, v, _ in s.reasons)["task"] == "multilabel"
+    (tmp_path / "flags.csv").write_text("a,b,red,blue\n" + "".join(f"{i},{i % 3},{i % 2},{int(i % 3 == 0)}\n"
+                                                                   for i in range(40)))
+    s = inspect_data(tmp_path / "flags.csv", "red,blue")
+    assert {k: v for k, v, _ in s.sections["data"]}["target"] == ["red", "blue"]
+    with pytest.raises(Exception, match="holds 0 and 1 only"):
+        inspect_data(tmp_path / "flags.csv", "red,a")

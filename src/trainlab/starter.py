@@ -184,34 +184,90 @@ def _task(col) -> tuple[str, str]:
     return task, why
 
 
-def _class_line(col) -> str:
-    counts = col.value_counts()
+DELIMITERS = ("|", ";")
+
+
+def _labels(col) -> tuple[str | None, dict[str, int] | None]:
+    """(delimiter, label counts) when `col` holds several labels per row: JSON lists (delimiter
+    None) or strings joined by `|` or `;` in at least a fifth of the rows; (None, None) otherwise."""
+    from collections import Counter
+
+    values = col.dropna().tolist()
+    if values and all(isinstance(v, list) for v in values):
+        return None, dict(Counter(str(x) for v in values for x in v).most_common())
+    text = [v for v in values if isinstance(v, str)]
+    if len(text) != len(values) or not text:
+        return None, None
+    for d in DELIMITERS:
+        if sum(d in v for v in text) >= 0.2 * len(text):
+            return d, dict(Counter(p.strip() for v in text for p in v.split(d) if p.strip()).most_common())
+    return None, None
+
+
+def _count_line(counts: dict, what: str) -> str:
     shown = ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6])
-    return f"{len(counts)} classes ({shown}{', …' if len(counts) > 6 else ''})"
+    return f"{len(counts)} {what} ({shown}{', …' if len(counts) > 6 else ''})"
+
+
+def _class_line(col) -> str:
+    return _count_line(dict(col.value_counts()), "classes")
 
 
 def _table(p: Path, fmt: str, target: str | None) -> Starter:
     df = _read_frame(p, fmt)
     columns = list(df.columns)
+    if target is not None and "," in target and target not in columns:
+        return _multi_column_table(p, fmt, df, [t.strip() for t in target.split(",") if t.strip()])
     tgt, why_target = _pick(columns, target, TARGET_NAMES, p, "column")
     text = _text_column(df, tgt) if fmt == "csv" and p.suffix.lower() == ".csv" else None
     col = df[tgt]
     if col.isna().all():
         raise DataError(f"{p}: target column {str(tgt)!r} is empty")
+    delimiter, multi = _labels(col)
     if text is not None:
         task, _ = _task(col)
-        if task == "classification":
+        if task == "classification" or multi:
             return _text(p, "text_csv", text, tgt, why_target, df[text].dropna().astype(str).tolist(), col)
+    if multi:
+        return _table_recipe(p, fmt, df, tgt, why_target, "multilabel",
+                             f"several labels per row, joined by {delimiter!r}; {_count_line(multi, 'labels')}",
+                             extra=[("label_delimiter", delimiter, "one column of delimited labels")])
     task, why_task = _task(col)
+    return _table_recipe(p, fmt, df, tgt, why_target, task, why_task)
+
+
+def _multi_column_table(p: Path, fmt: str, df, targets: list[str]) -> Starter:
+    import pandas as pd
+
+    missing = [t for t in targets if t not in df.columns]
+    if missing:
+        raise DataError(f"--target {missing[0]!r}: {p} has no such column; it has: "
+                        f"{', '.join(map(str, list(df.columns)[:30]))}")
+    counts = {}
+    for t in targets:
+        values = pd.to_numeric(df[t], errors="coerce")
+        if not values.dropna().isin([0, 1]).all():
+            raise DataError(f"--target {t!r}: a multi-label target column holds 0 and 1 only (column {t!r} of {p})")
+        counts[t] = int(values.sum())
+    return _table_recipe(p, fmt, df, targets, "given with --target", "multilabel",
+                         f"{len(targets)} 0/1 target columns: {_count_line(counts, 'labels')}")
+
+
+def _table_recipe(p: Path, fmt: str, df, tgt, why_target: str, task: str, why_task: str,
+                  extra: list[tuple[str, Any, str]] = ()) -> Starter:
+    columns = list(df.columns)
+    targets = tgt if isinstance(tgt, list) else [tgt]
+    col = df[targets[0]]
     rows = int(col.notna().sum())
-    feats = [c for c in columns if c != tgt]
+    feats = [c for c in columns if c not in targets]
     numeric = [c for c in feats if _numberish(df[c])]
     categorical = [c for c in feats if c not in numeric]
     missing = int(df[feats].isna().sum().sum())
     reasons = [("data", f"{_where(p)}: a {fmt.upper()} table, {len(df):,} rows × {len(columns)} columns", "its suffix"),
-               ("target", str(tgt), why_target),
+               ("target", ", ".join(map(str, targets)), why_target),
                ("task", task, why_task + (f"; {_class_line(col)}" if task == "classification" else
-                                          f"; from {col.min():.4g} to {col.max():.4g}"))]
+                                          f"; from {col.min():.4g} to {col.max():.4g}" if task == "regression"
+                                          else ""))]
     reasons.append(("features", f"{len(numeric)} numeric, {len(categorical)} categorical (one-hot encoded)",
                     "every column but the target" + (f"; {missing} empty cells are imputed with the training mean"
                                                      if missing else "")))
@@ -227,9 +283,11 @@ def _table(p: Path, fmt: str, target: str | None) -> Starter:
     data: list[tuple[str, Any, str]] = [
         ("source", fmt, "a table; task, categories and missing values handled by trainlab"),
         ("path", _where(p), _path_note(p)),
-        ("target", str(tgt), why_target.split(" (")[0]),
+        ("target", [str(t) for t in targets] if isinstance(tgt, list) else str(tgt), why_target.split(" (")[0]),
+        *extra,
         ("features", "all", "every column but the target; or a list of column names"),
-        ("task", task, why_task),
+        ("task", task, why_task.split(";")[0]) if task != "multilabel" else
+        ("task", "auto", "multi-label: inferred from the targets"),
         ("missing", "mean", "impute empty cells with the training mean (median, most_frequent, drop)"),
         ("preprocess", [{"normalize": "standard"}], "standardize features on the training split"),
         ("val_fraction", 0.1 if rows >= 1000 else 0.15, "held out to pick the best epoch"),
@@ -242,7 +300,7 @@ def _table(p: Path, fmt: str, target: str | None) -> Starter:
         "data": data,
         "model": [("name", "mlp", "multi-layer perceptron (trainlab list models)"), ("widths", widths, "hidden layer sizes"),
                   ("dropout", 0.1, "")],
-        "loss": [("name", "auto", "cross-entropy for classes, mean squared error for numbers")],
+        "loss": [("name", "auto", "cross-entropy for classes, bce for multi-label, mean squared error for numbers")],
         "optim": [("name", "adamw", ""), ("lr", 3.0e-3, "try `trainlab lr-find` on this recipe"),
                   ("weight_decay", 1.0e-2, "")],
         "schedule": [("name", "one_cycle", "warm up, then anneal")],
@@ -250,7 +308,8 @@ def _table(p: Path, fmt: str, target: str | None) -> Starter:
                   ("monitor", "val.loss", "the best checkpoint is the epoch with the lowest validation loss")],
     }
     header = [f"Starter recipe for {_where(p)}, written by `trainlab init`.",
-              f"{task} of {str(tgt)!r} from {len(feats)} columns ({len(df):,} rows). Train it with:",
+              f"{task} of {', '.join(map(repr, map(str, targets)))} from {len(feats)} columns ({len(df):,} rows). "
+              "Train it with:",
               f"  trainlab train {{recipe}}", "Every key is in the README's recipe reference."]
     return Starter(_recipe_name(p), "table", header, sections, reasons)
 
@@ -297,6 +356,9 @@ def _jsonl(p: Path, target: str | None) -> Starter:
 
 
 def _text(p: Path, source: str, text: str, label: str, why_label: str, texts: list[str], col) -> Starter:
+    delimiter, multi = _labels(col)
+    task_line = (("multilabel", f"several labels per text{f' joined by {delimiter!r}' if delimiter else ''}; "
+                  f"{_count_line(multi, 'labels')}") if multi else ("classification", _class_line(col)))
     words = sorted(len(t.split()) for t in texts)
     p90 = words[int(0.9 * (len(words) - 1))] if words else 1
     max_len = int(min(256, max(16, 2 ** math.ceil(math.log2(max(p90, 1))))))
@@ -306,7 +368,7 @@ def _text(p: Path, source: str, text: str, label: str, why_label: str, texts: li
     reasons = [("data", f"{_where(p)}: {n:,} texts", "a column of free text: strings of several words, mostly distinct"),
                ("text", str(text), "the longest such column"),
                ("label", str(label), why_label),
-               ("task", "classification", _class_line(col)),
+               ("task", *task_line),
                ("length", f"{max_len} words", f"90% of the texts have at most {p90} words"),
                ("model", "embedding_bag", "a fastText-style bag of word and word-pair embeddings: fast and strong "
                                           "on short texts"),
@@ -314,19 +376,22 @@ def _text(p: Path, source: str, text: str, label: str, why_label: str, texts: li
     sections = {
         "data": [("source", source, ""), ("path", _where(p), _path_note(p)),
                  ("text", str(text), "the column of text"), ("label", str(label), "the column of labels"),
+                 *([("label_delimiter", delimiter, "several labels per text")] if delimiter else []),
                  ("level", "word", "word tokens (char for very short or unsegmented text)"),
                  ("max_len", max_len, "longer texts are truncated"),
                  ("min_freq", 2 if n >= 500 else 1, "rarer words become <unk>"),
                  ("val_fraction", 0.1, ""), ("test_fraction", 0.2, ""), ("batch_size", batch, "")],
         "model": [("name", "embedding_bag", "mean of word and hashed word-pair embeddings"),
                   ("dim", 64, "embedding size"), ("ngrams", 2, "words and word pairs"), ("dropout", 0.3, "")],
-        "loss": [("name", "cross_entropy", ""), ("label_smoothing", 0.05, "")],
+        "loss": [("name", "bce", "one sigmoid per label")] if multi else
+                [("name", "cross_entropy", ""), ("label_smoothing", 0.05, "")],
         "optim": [("name", "adamw", ""), ("lr", 1.0e-2, ""), ("weight_decay", 1.0e-4, "")],
         "schedule": [("name", "one_cycle", "")],
         "train": [("epochs", epochs, ""), ("monitor", "val.loss", "")],
     }
     header = [f"Starter recipe for {_where(p)}, written by `trainlab init`.",
-              f"Text classification of {str(label)!r} from the text in {str(text)!r} ({n:,} texts). Train it with:",
+              f"Text {'multi-label ' if multi else ''}classification of {str(label)!r} from the text in {str(text)!r} "
+              f"({n:,} texts). Train it with:",
               "  trainlab train {recipe}", "Every key is in the README's recipe reference."]
     return Starter(_recipe_name(p), "text", header, sections, reasons)
 
