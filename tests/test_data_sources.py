@@ -78,7 +78,7 @@ def test_cifar10_truncated_batch_names_the_file(tmp_path):
 def test_builtin_sources_build(name):
     b = data({"source": name})
     assert len(b.train) > 0 and len(b.test) > 0
-    assert b.info.task in ("classification", "regression")
+    assert b.info.task in ("classification", "regression", "multilabel")
     if b.info.task == "classification":
         assert b.info.num_classes == len(b.info.class_names) >= 2
 

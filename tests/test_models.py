@@ -73,6 +73,7 @@ CASES = {
     "rnn": ({"cell": "lstm", "embed_dim": 16, "hidden": 16, "bidirectional": True}, token_bundle),
     "transformer": ({"dim": 32, "depth": 2, "heads": 4, "dropout": 0.0}, token_bundle),
     "gpt": ({"dim": 32, "depth": 2, "heads": 4, "dropout": 0.0}, lm_bundle),
+    "embedding_bag": ({"dim": 16, "ngrams": 2, "buckets": 64, "hidden": 8}, token_bundle),
     "custom": ({"import": "{module}:TinyNet", "args": {"hidden": 8}}, vector_bundle),
 }
 

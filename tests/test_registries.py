@@ -84,6 +84,9 @@ def _fixed_batch(task: str):
         y = torch.arange(60) % 10
         logits = torch.randn(60, 10, generator=g) + 2.5 * torch.nn.functional.one_hot(y, 10)
         return logits, y, torch.nn.CrossEntropyLoss(), 10
+    if task == "multilabel":
+        y = (torch.arange(60 * 4).view(60, 4) % 3 == 0).float()
+        return torch.randn(60, 4, generator=g) + 3 * (y - 0.5), y, torch.nn.BCEWithLogitsLoss(), 4
     y = torch.randn(60, 1, generator=g)
     return y + 0.3 * torch.randn(60, 1, generator=g), y, torch.nn.MSELoss(), None
 
@@ -95,19 +98,20 @@ def _concrete(entry, num_classes: int = 10) -> list[str]:
 @pytest.mark.parametrize("entry", METRICS.entries(), ids=lambda e: e.name)
 def test_every_metric_computes_on_a_fixed_batch(entry):
     task = entry.meta["task"]
-    assert task in ("classification", "regression") and isinstance(entry.meta["higher_is_better"], bool)
+    assert task in ("classification", "regression", "multilabel") and isinstance(entry.meta["higher_is_better"], bool)
     assert isinstance(entry.meta["needs_probs"], bool) and entry.description
-    outputs, y, loss, classes = _fixed_batch(task)
-    for name in _concrete(entry):
-        assert metric_task(name) == task and higher_is_better(f"val.{name}") is entry.meta["higher_is_better"]
-        value = compute_metrics(outputs, y, task, loss, classes, [name])[name]
-        assert isinstance(value, float) and math.isfinite(value), name
-        assert name in metric_names(task, classes)  # the full evaluation reports it too
-    if task == "classification" and not entry.meta["needs_probs"]:
-        # a metric that reads only the predicted classes does not move when the logits are rescaled
+    for t in (task, *entry.meta.get("also", ())):  # every task it is computed for (f1_macro: multi-label too)
+        outputs, y, loss, classes = _fixed_batch(t)
         for name in _concrete(entry):
-            cold = compute_metrics(outputs * 0.1, y, task, loss, classes, [name])[name]
-            assert cold == compute_metrics(outputs, y, task, loss, classes, [name])[name]
+            assert metric_task(name) == task and higher_is_better(f"val.{name}") is entry.meta["higher_is_better"]
+            value = compute_metrics(outputs, y, t, loss, classes, [name])[name]
+            assert isinstance(value, float) and math.isfinite(value), name
+            assert name in metric_names(t, classes)  # the full evaluation reports it too
+        if t != "regression" and not entry.meta["needs_probs"]:
+            # a metric that reads only the predicted classes does not move when the logits are rescaled
+            for name in _concrete(entry):
+                cold = compute_metrics(outputs * 0.1, y, t, loss, classes, [name])[name]
+                assert cold == compute_metrics(outputs, y, t, loss, classes, [name])[name]
 
 
 def test_the_names_lists_come_from_the_registry():
@@ -115,6 +119,7 @@ def test_the_names_lists_come_from_the_registry():
         classification_metrics(4) and not any(n.startswith("top") for n in classification_metrics(2))
     assert metric_names("regression", None) == ["mse", "rmse", "mae", "r2"] == default_metrics("regression")
     assert default_metrics("classification") == ["accuracy"]
+    assert default_metrics("multilabel") == ["f1_macro", "f1_micro", "map", "subset_accuracy", "hamming"]
 
 
 def _error_rate(c: Classified) -> float:

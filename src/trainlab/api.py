@@ -192,16 +192,30 @@ class LoadedRun:
     epoch: int                   # the epoch the checkpoint was saved after (-1 if unknown)
     channels_last: bool = False
     preprocess: list = field(default_factory=list)  # data.preprocess as fitted on the training split
-    vocab: dict[str, Any] | None = None             # text runs: level, lowercase, tokens (data/vocab.json)
+    vocab: dict[str, Any] | None = None             # text runs: level, lowercase, tokens or n-gram terms + idf
+                                                    # (data/vocab.json)
 
     @property
     def class_names(self) -> list[str] | None:
         return self.info.class_names
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Raw texts -> what a text run's model reads, from the run's data/vocab.json alone: token
+        ids (unknown tokens <unk>, truncated and padded to the run's length) or, for `data.features:
+        bow | tfidf`, the n-gram count / TF-IDF rows. Raises DataError for a run without text."""
+        if self.vocab is None:
+            raise DataError(f"{self.path}: not a text run (no data/vocab.json); give tensors, not texts")
+        from .data.text import texts_to_inputs
+
+        return texts_to_inputs(list(texts), self.vocab, int(self.info.input_shape[0]))
+
+    def prepare(self, x: torch.Tensor | list[str]) -> torch.Tensor:
         """Inputs as the data source gives them (images as floats in [0, 1] or uint8 pixels, table
-        rows as encoded features, texts as token ids) -> the model's inputs: the fitted
-        `data.preprocess` applied in order."""
+        rows as encoded features, texts as token ids or feature rows, or a text run's raw texts as
+        a list of strings, see `encode_texts`) -> the model's inputs: the fitted `data.preprocess`
+        applied in order."""
+        if isinstance(x, (list, tuple)):
+            x = self.encode_texts(x)
         if x.dtype == torch.uint8 and self.info.kind == "image":
             x = x.float().div_(255.0)
         elif self.info.kind != "tokens":
@@ -211,9 +225,9 @@ class LoadedRun:
         return x
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int | None = None, prepared: bool = False) -> torch.Tensor:
-        """The model's outputs (logits, or regression values) for `x`, as float32 on the CPU;
-        `prepared`: `x` already went through `prepare` (e.g. a split of the run's own data)."""
+    def predict(self, x: torch.Tensor | list[str], batch_size: int | None = None, prepared: bool = False) -> torch.Tensor:
+        """The model's outputs (logits, or regression values) for `x` (tensors, or a text run's raw
+        texts), as float32 on the CPU; `prepared`: `x` already went through `prepare` (e.g. a split of the run's own data)."""
         from .data import Split
         from .metrics import predict
 
@@ -279,7 +293,7 @@ def _run_info(rd: RunDir) -> tuple[DataInfo, dict[str, Any] | None]:
     except (KeyError, TypeError, ValueError) as e:
         raise RunDirError(f"{rd.path}: cannot read what the data looked like (data/info.json, env.json): "
                           f"{type(e).__name__}: {e}") from None
-    if vocab is not None and "vocab_size" not in info.extra:  # an older text run
+    if vocab is not None and "tokens" in vocab and "vocab_size" not in info.extra:  # an older text run
         info.extra.update(vocab_size=len(vocab["tokens"]), pad_index=0, unk_index=1, level=vocab.get("level"))
     return info, vocab
 

@@ -17,7 +17,7 @@ import torch
 
 from .data import Augment, DataBundle, DataInfo, build_augment, build_data, build_loader
 from .errors import RecipeError
-from .losses import build_loss
+from .losses import build_loss, model_outputs
 from .metrics import check_metric_names
 from .models import build_model
 from .optim import SCHEDULES, build_optimizer, build_schedule, needs_closure
@@ -53,8 +53,11 @@ def uses_channels_last(recipe: Recipe, info: DataInfo, model: torch.nn.Module) -
 
 def build_model_for(recipe: Recipe, info: DataInfo, device: torch.device) -> tuple[torch.nn.Module, bool]:
     """The recipe's model for data described by `info`, initialized from the recipe's seed, on
-    `device`; returns (model, whether it runs channels_last)."""
+    `device`; returns (model, whether it runs channels_last). A two-class task under a one-logit
+    loss (`loss.name: bce`) gets a model with one output: `info.output_dim` becomes 1 (so the run's
+    data/info.json says so, and `load_run` builds the same model)."""
     check_metric_names(recipe.train.metrics, info.task, info.num_classes)
+    info.output_dim = model_outputs(recipe.loss, info)
     seed_everything(recipe.seed)  # model init does not depend on how much data loading drew
     model = build_model(recipe.model, info).to(device)
     channels_last = uses_channels_last(recipe, info, model)

@@ -42,8 +42,10 @@ def print_summary(console, s: dict[str, Any]) -> None:
         sizes.add_row(k, f"{v:,}")
     console.print(sizes)
     if s["class_counts"]:
-        classes = Table(title=f"{s['num_classes']} classes", title_justify="left")
-        classes.add_column("class")
+        multilabel = s.get("task") == "multilabel"  # counts are each label's positives
+        classes = Table(title=f"{s['num_classes']} labels (positives per split)" if multilabel else
+                        f"{s['num_classes']} classes", title_justify="left")
+        classes.add_column("label" if multilabel else "class")
         splits = list(s["class_counts"])
         for k in splits:
             classes.add_column(k, justify="right")

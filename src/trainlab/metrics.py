@@ -40,7 +40,7 @@ def _tmf():
 # Expected calibration error bins: 15 as in Guo et al. 2017, "On Calibration of Modern Neural Networks".
 ECE_BINS = 15
 # the few numbers `trainlab train` prints at the end (eval/test.json has them all)
-HEADLINE = ("loss", "accuracy", "f1_macro", "auroc", "ece", "mse", "rmse", "mae", "r2")
+HEADLINE = ("loss", "accuracy", "f1_macro", "auroc", "map", "ece", "mse", "rmse", "mae", "r2")
 CURVE_POINTS = 200  # ROC / PR points kept per class in eval JSON (exact points, thinned evenly)
 
 
@@ -90,6 +90,28 @@ class Classified:
 
 
 @dataclass
+class Labelled:
+    """What a multi-label metric reads: a split's outputs (one logit per label) and its 0/1 target
+    matrix, both (N, L); a label is predicted where its sigmoid exceeds MULTILABEL_THRESHOLD (as
+    torchmetrics binarizes, and as a one-logit binary model predicts class 1 where its logit is > 0)."""
+
+    outputs: torch.Tensor
+    target: torch.Tensor
+    num_labels: int
+
+    @cached_property
+    def probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.outputs.double())
+
+    @cached_property
+    def preds(self) -> torch.Tensor:
+        return (self.probs > MULTILABEL_THRESHOLD).long()
+
+
+MULTILABEL_THRESHOLD = 0.5
+
+
+@dataclass
 class Regressed:
     """What a regression metric reads: outputs and float targets of a split, both (N, D)."""
 
@@ -98,10 +120,12 @@ class Regressed:
 
 
 # A metric is a function of `c` (a Classified or a Regressed) returning a float. Its metadata:
-#   task               "classification" or "regression": what data it fits
+#   task               "classification", "regression" or "multilabel": what data it fits
+#   also               other tasks it fits too (its function then reads a Labelled as well), e.g. ("multilabel",)
 #   higher_is_better   its direction, for monitors, early stopping, tuning and comparisons
 #   needs_probs        whether it reads the probabilities (a ranking or calibration) or only the classes
 #   default            logged on validation when `train.metrics` is empty
+#   multilabel_default the same, for multi-label data
 #   sequence           also meaningful per token when a model predicts one class per position
 #   check              (family) check(num_classes, **params) -> why it does not fit, or None
 #   evaluated          (family) evaluated(num_classes) -> the members `trainlab evaluate` reports
@@ -128,21 +152,29 @@ def _topk_evaluated(num_classes: int) -> list[str]:
 def _prf(kind: str, average: str):
     name = {"precision": "multiclass_precision", "recall": "multiclass_recall", "f1": "multiclass_f1_score"}[kind]
 
-    def metric(c: Classified) -> float:
+    def metric(c: Classified | Labelled) -> float:
+        if isinstance(c, Labelled):
+            fn = getattr(_tmf().classification, name.replace("multiclass", "multilabel"))
+            return float(fn(c.probs, c.target, c.num_labels, threshold=MULTILABEL_THRESHOLD, average=average))
         fn = getattr(_tmf().classification, name)
         return float(fn(c.preds, c.target, c.num_classes, average=average))
     return metric
 
 
-def _auroc(c: Classified) -> float:
+def _auroc(c: Classified | Labelled) -> float:
     with _float64_curves():
+        if isinstance(c, Labelled):
+            return float(_tmf().classification.multilabel_auroc(c.probs, c.target, c.num_labels, average="macro"))
         if c.binary:
             return float(_tmf().classification.binary_auroc(c.probs[:, 1], c.target))
         return float(_tmf().classification.multiclass_auroc(c.probs, c.target, c.num_classes, average="macro"))
 
 
-def _average_precision(c: Classified) -> float:
+def _average_precision(c: Classified | Labelled) -> float:
     with _float64_curves():
+        if isinstance(c, Labelled):  # the mean over labels of each one's AP: mAP
+            return float(_tmf().classification.multilabel_average_precision(c.probs, c.target, c.num_labels,
+                                                                            average="macro"))
         if c.binary:
             return float(_tmf().classification.binary_average_precision(c.probs[:, 1], c.target))
         return float(_tmf().classification.multiclass_average_precision(c.probs, c.target, c.num_classes,
@@ -152,6 +184,16 @@ def _average_precision(c: Classified) -> float:
 def _ece(c: Classified) -> float:  # top-label ECE, the same definition for two classes as for ten
     return float(_tmf().classification.multiclass_calibration_error(c.probs, c.target, c.num_classes,
                                                                  n_bins=ECE_BINS, norm="l1"))
+
+
+def _subset_accuracy(c: Labelled) -> float:
+    return float(_tmf().classification.multilabel_exact_match(c.probs, c.target, c.num_labels,
+                                                              threshold=MULTILABEL_THRESHOLD))
+
+
+def _hamming(c: Labelled) -> float:
+    return float(_tmf().classification.multilabel_hamming_distance(c.probs, c.target, c.num_labels,
+                                                                   threshold=MULTILABEL_THRESHOLD, average="micro"))
 
 
 def _mse(c: Regressed) -> float:
@@ -172,6 +214,9 @@ def _r2(c: Regressed) -> float:
 
 
 _CLS = {"task": "classification", "higher_is_better": True}
+# `also`: other tasks an entry fits (its function reads a Labelled too); `multilabel_default`: logged on
+# validation of multi-label data when `train.metrics` is empty
+_ML = {"also": ("multilabel",)}
 _REG = {"task": "regression", "needs_probs": False}
 # registration order is the order `trainlab evaluate` reports them in
 METRICS.add("accuracy", _accuracy, "share of samples whose predicted class is the true one",
@@ -181,13 +226,21 @@ METRICS.add_family("top<k>_accuracy", r"top(?P<k>\d+)_accuracy", _topk_accuracy,
                    **_CLS, needs_probs=True, sequence=True, check=_topk_fits, evaluated=_topk_evaluated)
 for _avg in AVERAGES:
     for _kind in ("precision", "recall", "f1"):
-        METRICS.add(f"{_kind}_{_avg}", _prf(_kind, _avg), f"{_kind}, {_avg}-averaged over the classes",
-                    **_CLS, needs_probs=False)
-METRICS.add("auroc", _auroc, "area under the ROC curve (binary, or one-vs-rest macro)", **_CLS, needs_probs=True)
+        METRICS.add(f"{_kind}_{_avg}", _prf(_kind, _avg), f"{_kind}, {_avg}-averaged over the classes "
+                    "(multi-label: over the labels, threshold 0.5)", **_CLS, needs_probs=False, **_ML,
+                    multilabel_default=_kind == "f1" and _avg in ("macro", "micro"))
+METRICS.add("auroc", _auroc, "area under the ROC curve (binary, or one-vs-rest macro; multi-label: macro over "
+            "the labels)", **_CLS, needs_probs=True, **_ML)
 METRICS.add("average_precision", _average_precision, "area under the precision-recall curve (binary, or "
-            "one-vs-rest macro)", **_CLS, needs_probs=True)
+            "one-vs-rest macro; multi-label: mAP)", **_CLS, needs_probs=True, **_ML)
 METRICS.add("ece", _ece, f"top-label expected calibration error, {ECE_BINS} bins (Guo et al. 2017)",
             task="classification", higher_is_better=False, needs_probs=True)
+METRICS.add("map", _average_precision, "multi-label mean average precision: each label's AP, averaged",
+            task="multilabel", higher_is_better=True, needs_probs=True, multilabel_default=True)
+METRICS.add("subset_accuracy", _subset_accuracy, "multi-label share of samples with every label right (exact match)",
+            task="multilabel", higher_is_better=True, needs_probs=False, multilabel_default=True)
+METRICS.add("hamming", _hamming, "multi-label Hamming loss: share of wrong label cells",
+            task="multilabel", higher_is_better=False, needs_probs=False, multilabel_default=True)
 METRICS.add("mse", _mse, "mean squared error", **_REG, higher_is_better=False, default=True)
 METRICS.add("rmse", _rmse, "root mean squared error", **_REG, higher_is_better=False, default=True)
 METRICS.add("mae", _mae, "mean absolute error", **_REG, higher_is_better=False, default=True)
@@ -195,8 +248,13 @@ METRICS.add("r2", _r2, "coefficient of determination (R²)", **_REG, higher_is_b
 
 
 # --- names -------------------------------------------------------------------------------------
+def fits(entry: Entry, task: str | None) -> bool:
+    """Whether metric `entry` is computed for data of `task` (its own task, or one it is `also` for)."""
+    return task is None or entry.meta["task"] == task or task in entry.meta.get("also", ())
+
+
 def _of_task(task: str) -> list[Entry]:
-    return [e for e in METRICS.entries(sort=False) if e.meta["task"] == task]
+    return [e for e in METRICS.entries(sort=False) if fits(e, task)]
 
 
 def classification_metrics(num_classes: int) -> list[str]:
@@ -216,7 +274,8 @@ def metric_names(task: str, num_classes: int | None) -> list[str]:
 
 def default_metrics(task: str) -> list[str]:
     """What validation logs when the recipe leaves `train.metrics` empty."""
-    return [e.name for e in _of_task(task) if e.meta.get("default")]
+    key = "multilabel_default" if task == "multilabel" else "default"
+    return [e.name for e in _of_task(task) if e.meta.get(key)]
 
 
 REGRESSION_METRICS = tuple(metric_names("regression", None))  # the built-in ones
@@ -255,7 +314,8 @@ def validation_metrics(recipe, task: str) -> list[str]:
     for monitor in (recipe.train.monitor, es.monitor if es is not None else "",
                     plateau if isinstance(plateau, str) else ""):
         name = monitor[4:] if monitor.startswith("val.") else ""
-        if metric_task(name) == task and name not in names:
+        entry = METRICS.find(name) if name else None
+        if entry is not None and fits(entry, task) and name not in names:
             names.append(name)
     return names
 
@@ -306,7 +366,7 @@ def check_monitors(monitors: dict[str, str], recipe, task: str, has_val: bool, n
         elif why is None and name == "accuracy" and task != "classification":
             why = f"{value!r} is a classification metric but this data is {task}"
         elif why is None and split == "val":
-            if entry is not None and entry.meta["task"] != task:
+            if entry is not None and not fits(entry, task):
                 why = f"{value!r} is a {entry.meta['task']} metric but this data is {task}"
             elif name == "perplexity" or sequence:
                 why = f"{value!r} is not computed for this data"
@@ -327,7 +387,7 @@ def check_metric_names(names: list[str] | None, task: str | None = None, num_cla
     for i, name in enumerate(names or []):
         entry = METRICS.get(name, f"{where}[{i}]")
         kind = entry.meta["task"]
-        if task is not None and kind != task:
+        if not fits(entry, task):
             raise RecipeError(f"{where}[{i}]: {name!r} is a {kind} metric but this data is {task}")
         check = entry.meta.get("check")
         why = check(num_classes, **entry.params) if check and num_classes is not None else None
@@ -390,9 +450,14 @@ def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str, los
         outputs, targets = outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)
         out["perplexity"] = math.exp(min(out["loss"], 50.0))
         entries = [e for e in entries if e.meta.get("sequence")] or [METRICS.get("accuracy")]
-    c = _classified(outputs, targets, num_classes) if task == "classification" else _regressed(outputs, targets)
+    c = (_classified(outputs, targets, num_classes) if task == "classification" else
+         _labelled(outputs, targets) if task == "multilabel" else _regressed(outputs, targets))
     out.update({e.name: e.factory(c) for e in entries})
     return out
+
+
+def _labelled(outputs: torch.Tensor, targets: torch.Tensor) -> Labelled:
+    return Labelled(outputs.cpu(), targets.cpu().round().long(), int(outputs.shape[1]))
 
 
 def evaluate_outputs(outputs: torch.Tensor, targets: torch.Tensor, task: str, loss_fn,
@@ -402,6 +467,12 @@ def evaluate_outputs(outputs: torch.Tensor, targets: torch.Tensor, task: str, lo
     one-vs-rest `roc` and `pr` curves (one entry for the positive class when binary)."""
     out = compute_metrics(outputs, targets, task, loss_fn, num_classes, metric_names(task, num_classes))
     out["task"] = task
+    if task == "multilabel":
+        c = _labelled(outputs, targets)
+        out["class_names"] = class_names or [str(i) for i in range(c.num_labels)]
+        with _float64_curves():
+            out["per_label"] = per_label(c, out["class_names"])
+        return out
     if task != "classification" or is_sequence(outputs, targets):
         return out
     c = _classified(outputs, targets, num_classes)
@@ -432,6 +503,23 @@ def _per_class(c: Classified, names: list[str]) -> list[dict[str, Any]]:
             row[k] = int(v[i]) if k == "support" else float(v[i])
         rows.append(row)
     return rows
+
+
+def per_label(c: Labelled, names: list[str]) -> list[dict[str, Any]]:
+    """One row per label of multi-label data: its support (positives), precision, recall and F1 with
+    the label predicted where its sigmoid exceeds MULTILABEL_THRESHOLD, and its average precision (AP;
+    their mean is `map`)."""
+    cl, n, t = _tmf().classification, c.num_labels, c.target
+    kw = {"threshold": MULTILABEL_THRESHOLD, "average": None}
+    cols = {
+        "support": t.sum(0),
+        "precision": cl.multilabel_precision(c.probs, t, n, **kw),
+        "recall": cl.multilabel_recall(c.probs, t, n, **kw),
+        "f1": cl.multilabel_f1_score(c.probs, t, n, **kw),
+        "average_precision": cl.multilabel_average_precision(c.probs, t, n, average=None),
+    }
+    return [{"label": name, **{k: int(v[i]) if k == "support" else float(v[i]) for k, v in cols.items()}}
+            for i, name in enumerate(names)]
 
 
 def _curves(c: Classified, names: list[str], per_class: list[dict]) -> tuple[list[dict], list[dict]]:

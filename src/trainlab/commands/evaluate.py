@@ -21,12 +21,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from ..api import evaluate
-    from ..track.tables import metrics_table, per_class_table
+    from ..track.tables import metrics_table, per_class_table, per_label_table
 
     m = evaluate(args.run_dir, args.split, args.checkpoint, trust_code=args.trust_code)
     console.print(metrics_table(m, f"{args.split} split, {args.checkpoint} checkpoint (epoch {m['epoch']}), "
                                    f"{m['samples']} samples"))
     if m.get("per_class"):
         console.print(per_class_table(m["per_class"]))
+    if m.get("per_label"):
+        console.print(per_label_table(m["per_label"]))
     console.print(f"wrote {escape(args.run_dir)}/eval/{args.split}.json")
     return 0

@@ -29,6 +29,8 @@ SOURCES.add("image_folder", folder.image_folder, "class-per-subfolder PNG/JPEG i
 SOURCES.add("synthetic:linear", synthetic.linear, "y = 2x + noise regression with a known answer")
 SOURCES.add("synthetic:addition", synthetic.addition, "y = x1 + x2: a 2-input linear layer should learn [1, 1], bias 0")
 SOURCES.add("synthetic:classification", synthetic.classification, "Gaussian blobs: separable classes for tests")
+SOURCES.add("synthetic:multilabel", synthetic.multilabel, "multi-label: linear labels of Gaussian inputs, 0/1 matrix",
+            aliases=("synthetic_multilabel",))
 SOURCES.add("text_csv", text.text_csv, "CSV of texts and labels, word/char tokens, vocabulary fitted on train")
 SOURCES.add("text_jsonl", text.text_jsonl, "JSON lines of texts and labels, word/char tokens, vocabulary fitted on train")
 SOURCES.add("text_corpus", text.text_corpus, "plain text files for language modelling: token windows, next-token targets")
@@ -96,18 +98,22 @@ def build_data(cfg: Any, seed: int, preprocess_state: dict[str, torch.Tensor] | 
         splits = {k: (Split(step(s.x), s.y) if s is not None else None) for k, s in splits.items()}
         stats["normalize"] = step.stats()
 
+    multilabel = src.task == "multilabel"  # a 0/1 matrix (N, labels): one column per label
     num_classes = len(src.class_names) if (classify and src.class_names) else (
-        int(full.y.max()) + 1 if classify else None)
+        int(full.y.max()) + 1 if classify else int(full.y.shape[1]) if multilabel else None)
     counts = {}
     if stratify:
         counts = {k: torch.bincount(s.y, minlength=num_classes).tolist() for k, s in splits.items() if s is not None}
+    elif multilabel:  # each label's positives
+        counts = {k: s.y.sum(0).round().long().tolist() for k, s in splits.items() if s is not None}
     info = DataInfo(
         task=src.task,
         input_shape=tuple(splits["train"].x.shape[1:]),
         num_classes=num_classes,
-        output_dim=num_classes if classify else (int(train.y.shape[1]) if train.y.ndim > 1 else 1),
+        output_dim=num_classes if classify or multilabel else (int(train.y.shape[1]) if train.y.ndim > 1 else 1),
         kind=src.kind,
-        class_names=src.class_names if classify else None,
+        class_names=(src.class_names or [str(i) for i in range(num_classes)]) if multilabel else
+        src.class_names if classify else None,
         class_counts=counts,
         sizes={k: len(s) for k, s in splits.items() if s is not None},
         stats=stats,

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 import torch
 
-Task = Literal["classification", "regression"]
+# multilabel: any number of labels per sample; targets are a 0/1 float matrix (N, labels), `num_classes`
+# and `class_names` count and name the labels, `class_counts` holds each label's positives per split
+Task = Literal["classification", "regression", "multilabel"]
 
 
 @dataclass
@@ -93,6 +95,8 @@ class DataInfo:
         if self.task == "classification":
             shape = (n, *self.input_shape) if self.extra.get("sequence_targets") else (n,)
             y = torch.randint(0, int(self.num_classes or 2), shape, generator=g)
+        elif self.task == "multilabel":
+            y = torch.randint(0, 2, (n, int(self.num_classes or self.output_dim)), generator=g).float()
         else:
             y = torch.randn(n, self.output_dim, generator=g)
         return x, y

@@ -19,10 +19,14 @@ SMALL_TARGETS = 64 << 20  # bytes: targets up to this size are put in the epoch'
 
 
 class TensorLoader:
+    """`weights` (one per sample, e.g. `balanced_weights`): each epoch draws len(split) samples with
+    replacement in proportion to them instead of a permutation (`data.sampler: balanced`)."""
+
     def __init__(self, split: Split, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False):
+                 drop_last: bool = False, weights: torch.Tensor | None = None):
         self.split, self.batch_size, self.shuffle, self.seed, self.drop_last = (
             split, batch_size, shuffle, seed, drop_last)
+        self.weights = weights
         self.epoch = 0
         self.position = 0  # batches already served in the current epoch
 
@@ -36,6 +40,8 @@ class TensorLoader:
         if not self.shuffle:
             return torch.arange(n)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if self.weights is not None:  # the same draw as torch's WeightedRandomSampler with this generator
+            return torch.multinomial(self.weights, n, replacement=True, generator=g)
         return torch.randperm(n, generator=g)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -89,9 +95,16 @@ class StreamingLoader(TensorLoader):
     by a torch DataLoader: `workers` processes gather them, pinned for a fast copy to a GPU."""
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
-                 workers: int = 2, pin_memory: bool = False):
-        super().__init__(split, batch_size, shuffle, seed, drop_last)
+                 workers: int = 2, pin_memory: bool = False, weights: torch.Tensor | None = None):
+        super().__init__(split, batch_size, shuffle, seed, drop_last, weights)
         self.workers, self.pin_memory = workers, pin_memory
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        if self.weights is None or not self.shuffle:
+            return super().permutation(epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        sampler = torch.utils.data.WeightedRandomSampler(self.weights, len(self.split), replacement=True, generator=g)
+        return torch.tensor(list(sampler), dtype=torch.long)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm, bs = self.permutation(self.epoch), self.batch_size
@@ -109,15 +122,33 @@ def split_megabytes(split: Split) -> float:
     return (split.x.numel() * split.x.element_size() + split.y.numel() * split.y.element_size()) / 2**20
 
 
+def balanced_weights(y: torch.Tensor) -> torch.Tensor:
+    """One weight per sample, the inverse of its class's count (float64, on the CPU): drawn with
+    replacement in proportion to these, every class is drawn equally often on average."""
+    y = y.cpu()
+    counts = torch.bincount(y).double()
+    return (1.0 / counts.clamp_min(1))[y]
+
+
 def build_loader(split: Split, cfg: Any, seed: int, device: torch.device | str = "cpu") -> TensorLoader:
     """The training loader a recipe asks for: `data.loader` auto picks the in-memory fast path when
-    the split fits in `data.memory_budget_mb` (on the device when `data.on_device`), else streaming."""
+    the split fits in `data.memory_budget_mb` (on the device when `data.on_device`), else streaming.
+    `data.sampler: balanced` draws classes equally (RecipeError unless the targets are class indices)."""
+    from ..errors import RecipeError
+
     device = torch.device(device)
+    weights = None
+    if getattr(cfg, "sampler", "none") == "balanced":
+        if split.y.ndim != 1 or split.y.is_floating_point():
+            raise RecipeError("data.sampler: balanced draws classes equally and needs one class index per sample; "
+                              "this data's targets are not (regression, multi-label or per-token targets)")
+        weights = balanced_weights(split.y)
     stream = cfg.loader == "stream" or (cfg.loader == "auto" and split_megabytes(split) > cfg.memory_budget_mb)
     if stream:
         return StreamingLoader(split, cfg.batch_size, shuffle=True, seed=seed, workers=cfg.workers,
-                               pin_memory=device.type == "cuda")
-    return TensorLoader(split.to(device) if cfg.on_device else split, cfg.batch_size, shuffle=True, seed=seed)
+                               pin_memory=device.type == "cuda", weights=weights)
+    return TensorLoader(split.to(device) if cfg.on_device else split, cfg.batch_size, shuffle=True, seed=seed,
+                        weights=weights)
 
 
 def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -22,7 +22,7 @@ from .files import csv_row_lines, read_utf8
 
 Missing = Literal["mean", "median", "most_frequent", "drop"]
 Infinite = Literal["error", "missing"]
-Task = Literal["auto", "classification", "regression"]
+Task = Literal["auto", "classification", "regression", "multilabel"]
 
 
 def _read(path: str, fmt: str):
@@ -49,7 +49,7 @@ def _read(path: str, fmt: str):
     return df, where
 
 
-def _clean(df, where: list[str], feats: list, target, na_values: list[str], infinite: str):
+def _clean(df, where: list[str], feats: list, targets: list, na_values: list[str], infinite: str):
     """Blank cells and `na_values` become missing; a text column whose values are all numbers
     becomes numeric; a feature column of numbers with stray words is an error (never silently
     one-hot encoded); ±inf is an error unless `infinite: missing`. Returns (df, notes)."""
@@ -77,7 +77,7 @@ def _clean(df, where: list[str], feats: list, target, na_values: list[str], infi
         elif blank.any():
             df[c] = text
     infinite_cells = {}  # column -> mask of its ±inf cells
-    for c in dict.fromkeys([*feats, target]):
+    for c in dict.fromkeys([*feats, *targets]):
         if _is_numeric(df[c]):
             inf = np.isinf(df[c].to_numpy(dtype=float))
             if inf.any():
@@ -86,7 +86,7 @@ def _clean(df, where: list[str], feats: list, target, na_values: list[str], infi
         first = min(int(np.flatnonzero(m)[0]) for m in infinite_cells.values())
         c = next(c for c, m in infinite_cells.items() if m[first])
         n_inf = int(sum(m.sum() for m in infinite_cells.values()))
-        what = "target" if c == target else "column"
+        what = "target" if c in targets else "column"
         raise DataError(f"{where[first]}: {what} {str(c)!r} is {float(df[c].iloc[first]):+} ({n_inf} infinite "
                         f"cell{'s' if n_inf > 1 else ''}); fix the data or set data.infinite: missing to treat "
                         "them as missing values")
@@ -120,10 +120,24 @@ def _label_names(col) -> list:
         return sorted(values, key=str)
 
 
-def table(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
+def table(path: str, target: str | list[str], features: list[str] | Literal["all"] = "all", task: Task = "auto",
           missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20, test_path: str | None = None,
-          fmt: str = "csv", na_values: list[str] | None = None, infinite: Infinite = "error") -> SourceData:
+          fmt: str = "csv", na_values: list[str] | None = None, infinite: Infinite = "error",
+          label_delimiter: str | None = None) -> SourceData:
     import pandas as pd
+
+    targets = list(target) if isinstance(target, list) else [target]
+    multi = isinstance(target, list) or label_delimiter is not None
+    if task == "multilabel" and not multi:
+        raise RecipeError("data.task: multilabel needs data.target as a list of 0/1 columns, or "
+                          "data.label_delimiter for a column of delimited labels (e.g. 'cat|dog')")
+    if multi and task not in ("auto", "multilabel"):
+        raise RecipeError(f"data.task: {task!r}, but data.target names several 0/1 columns (or "
+                          "data.label_delimiter is set): that is multi-label data; use auto or multilabel")
+    if isinstance(target, list) and label_delimiter is not None:
+        raise RecipeError("data.label_delimiter: give either several target columns or one delimited column")
+    if isinstance(target, list) and (not target or len(set(target)) != len(target)):
+        raise RecipeError(f"data.target: expected distinct column names, got {target!r}")
 
     df, where = _read(path, fmt)
     n_train_file = len(df)
@@ -131,18 +145,21 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
         test_df, test_where = _read(test_path, fmt)
         df, where = pd.concat([df, test_df], ignore_index=True), where + test_where
     columns = [str(c) for c in df.columns]
-    if target not in df.columns:
-        raise DataError(f"{path}: no target column {target!r} (data.target); columns: {', '.join(columns)}")
-    feats = [c for c in df.columns if c != target] if features == "all" else list(features)
+    for t in targets:
+        if t not in df.columns:
+            raise DataError(f"{path}: no target column {t!r} (data.target); columns: {', '.join(columns)}")
+    feats = [c for c in df.columns if c not in targets] if features == "all" else list(features)
     for c in feats:
         if c not in df.columns:
             raise DataError(f"{path}: no feature column {c!r} (data.features); columns: {', '.join(columns)}")
-        if c == target:
-            raise RecipeError(f"data.features: {target!r} is the target column")
+        if c in targets:
+            raise RecipeError(f"data.features: {c!r} is a target column")
     if not feats:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    df, notes = _clean(df, where, feats, target, list(na_values or []), infinite)
-    keep = df[target].notna().to_numpy().copy()
+    df, notes = _clean(df, where, feats, targets, list(na_values or []), infinite)
+    # a delimited label cell left empty is a row with no label, not a missing target
+    keep = (df[targets].notna().all(axis=1).to_numpy().copy() if label_delimiter is None
+            else np.ones(len(df), dtype=bool))
     if not keep.all():
         notes.append(f"dropped {int((~keep).sum())} rows whose target {target!r} is missing")
     if missing == "drop":
@@ -157,8 +174,10 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
     if len(df) == 0:
         raise DataError(f"{path}: no rows left after dropping rows with missing values")
 
-    kind = infer_task(df[target], max_classes) if task == "auto" else task
-    if kind == "classification":
+    kind = "multilabel" if multi else infer_task(df[target], max_classes) if task == "auto" else task
+    if kind == "multilabel":
+        y, class_names = _label_matrix(df, targets, label_delimiter, where, path)
+    elif kind == "classification":
         names = _label_names(df[target])
         in_train = _label_names(df[target][~is_test])
         if not in_train:
@@ -226,6 +245,35 @@ def table(path: str, target: str, features: list[str] | Literal["all"] = "all", 
     return src
 
 
+def _label_matrix(df, targets: list, delimiter: str | None, where: list[str], path: str):
+    """Multi-label targets as a (N, labels) 0/1 float matrix and the label names: several 0/1 (or
+    true/false) columns, or one column of `delimiter`-separated labels (an empty cell: no label)."""
+    if delimiter is not None:
+        col = targets[0]
+        cells = ["" if not isinstance(v, str) and v != v else str(v) for v in df[col].tolist()]  # NaN: no label
+        rows = [sorted({p.strip() for p in v.split(delimiter) if p.strip()}) for v in cells]
+        names = sorted({lab for r in rows for lab in r})
+        if not names:
+            raise DataError(f"{path}: column {col!r} (data.target) holds no labels split by {delimiter!r} "
+                            "(data.label_delimiter)")
+        index = {n: i for i, n in enumerate(names)}
+        y = torch.zeros(len(rows), len(names))
+        for i, r in enumerate(rows):
+            y[i, [index[lab] for lab in r]] = 1.0
+        return y, names
+    cols = []
+    for c in targets:
+        v = df[c]
+        values = v.astype(float).to_numpy() if (_is_numeric(v) or v.dtype == bool) else None
+        bad = None if values is None else np.flatnonzero((values != 0) & (values != 1))
+        if values is None or len(bad):
+            first = int(bad[0]) if values is not None else 0
+            raise DataError(f"{where[first]}: target column {str(c)!r} holds {v.tolist()[first]!r}; a multi-label "
+                            "target column holds 0/1 (or true/false)")
+        cols.append(torch.tensor(values, dtype=torch.float32))
+    return torch.stack(cols, dim=1), [str(c) for c in targets]
+
+
 def _fitted_columns(ct, numeric: list, categorical: list) -> dict:
     """What the fitted encoder learned, as JSON for data/info.json: each numeric column's
     imputation value, each categorical column's categories (in one-hot order) and fill value."""
@@ -240,19 +288,25 @@ def _fitted_columns(ct, numeric: list, categorical: list) -> dict:
     return out
 
 
-def csv(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
+def csv(path: str, target: str | list[str], features: list[str] | Literal["all"] = "all", task: Task = "auto",
         missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
-        test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error") -> SourceData:
+        test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error",
+        label_delimiter: str | None = None) -> SourceData:
     """A CSV table: `target` column, `features` (a list, or `all` but the target); task inferred
     (classification for text/bool targets or integers with ≤ `max_classes` values) or given;
     categorical features one-hot encoded; `missing`: impute (mean/median/most_frequent) or drop rows.
     Empty cells and `na_values` (e.g. `["?"]`) are missing; ±inf is an error unless `infinite: missing`.
-    A row with the wrong number of fields, or a word in a column of numbers, is an error naming its line."""
-    return table(path, target, features, task, missing, max_classes, test_path, "csv", na_values, infinite)
+    A row with the wrong number of fields, or a word in a column of numbers, is an error naming its line.
+    Multi-label (task `multilabel`): `target` a list of 0/1 columns, or one column of labels separated
+    by `label_delimiter` (e.g. `cat|dog`)."""
+    return table(path, target, features, task, missing, max_classes, test_path, "csv", na_values, infinite,
+                 label_delimiter)
 
 
-def parquet(path: str, target: str, features: list[str] | Literal["all"] = "all", task: Task = "auto",
+def parquet(path: str, target: str | list[str], features: list[str] | Literal["all"] = "all", task: Task = "auto",
             missing: Missing = "mean", max_classes: Annotated[int, Field(ge=2)] = 20,
-            test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error") -> SourceData:
+            test_path: str | None = None, na_values: list[str] = [], infinite: Infinite = "error",
+            label_delimiter: str | None = None) -> SourceData:
     """A Parquet table; options as csv."""
-    return table(path, target, features, task, missing, max_classes, test_path, "parquet", na_values, infinite)
+    return table(path, target, features, task, missing, max_classes, test_path, "parquet", na_values, infinite,
+                 label_delimiter)

@@ -6,6 +6,10 @@ id first; `build_data` then calls the source's `fit` on the carved training spli
 tokens there, keeps the `max_vocab` most frequent ones seen at least `min_freq` times and maps
 every other token to <unk>. A run saves the vocabulary (data/vocab.json) and `evaluate` passes it
 back as `vocab:`, so a checkpoint is always read with the ids it was trained on.
+
+`features: bow | tfidf` (text_csv, text_jsonl) turns each text into one dense vector of n-gram
+counts or TF-IDF weights instead (text_features.py), fitted on the training split the same way
+and saved in data/vocab.json too.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pydantic import Field
 from ..errors import DataError, RecipeError
 from .bundle import SourceData, Split
 from .files import csv_row_lines, read_utf8
+from . import text_features
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -49,10 +54,14 @@ class RawVocab:
 
 def load_vocab(path: str, level: str, lowercase: bool) -> list[str]:
     """A saved vocabulary (a run's data/vocab.json), checked against the recipe's tokenization."""
+    saved = None
     try:
         saved = json.loads(Path(path).read_text())
         tokens = saved["tokens"]
     except (OSError, ValueError, KeyError, TypeError) as e:
+        if isinstance(saved, dict) and "terms" in saved:  # a bag-of-words / TF-IDF run's featurizer
+            raise RecipeError(f"data.vocab: {path} holds {saved.get('features')} features; the recipe asks for "
+                              "features: tokens") from None
         raise DataError(f"{path}: not a trainlab vocabulary file ({e})") from None
     if saved.get("level") != level or saved.get("lowercase") != lowercase:
         raise RecipeError(f"data.vocab: {path} was built with level={saved.get('level')!r}, "
@@ -156,7 +165,8 @@ def _read_jsonl(path: str, text: str, label: str) -> tuple[list[str], list[str]]
                 if not isinstance(row, dict) or key not in row:
                     raise DataError(f"{path}:{n}: no key {key!r} ({where})")
             texts.append("" if row[text] is None else str(row[text]))
-            labels.append("" if row[label] is None else str(row[label]))
+            value = row[label]  # a list of labels: multi-label data
+            labels.append([str(v) for v in value] if isinstance(value, list) else "" if value is None else str(value))
     return texts, labels
 
 
@@ -178,13 +188,39 @@ def _class_ids(labels: list[str], path: str, label: str, names: list[str] | None
     return torch.tensor([index[v] for v in labels], dtype=torch.long), names
 
 
+def _label_sets(labels: list, delimiter: str | None, path: str, label: str,
+                names: list[str] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Multi-label targets: each row's labels (a JSON list, or a string split at `delimiter`; empty:
+    none) as a (N, labels) 0/1 float matrix over `names` (default: every label met, sorted)."""
+    rows = [sorted({str(v).strip() for v in (lab if isinstance(lab, list) else
+                                             lab.split(delimiter) if delimiter else [lab]) if str(v).strip()})
+            for lab in labels]
+    if names is None:
+        names = sorted({v for r in rows for v in r})
+        if not names:
+            raise DataError(f"{path}: {label!r} (data.label) holds no labels")
+    index = {c: i for i, c in enumerate(names)}
+    unknown = sorted({v for r in rows for v in r} - set(index))
+    if unknown:
+        raise DataError(f"{path}: label {unknown[0]!r} in {label!r} does not occur in the training file")
+    y = torch.zeros(len(rows), len(names))
+    for i, r in enumerate(rows):
+        y[i, [index[v] for v in r]] = 1.0
+    return y, names
+
+
 def _labelled(reader, path: str, text: str, label: str, level: str, max_len: int, max_vocab: int, min_freq: int,
-              lowercase: bool, test_path: str | None, vocab: str | None) -> SourceData:
+              lowercase: bool, test_path: str | None, vocab: str | None,
+              label_delimiter: str | None = None, ngram: dict | None = None) -> SourceData:
     texts, labels = reader(path, text, label)
     if not texts:
         raise DataError(f"{path}: no rows")
     raw = RawVocab()
-    y, names = _class_ids(labels, path, label)
+    multi = label_delimiter is not None or any(isinstance(v, list) for v in labels)  # multi-label data
+    y, names = (_label_sets(labels, label_delimiter, path, label) if multi else _class_ids(labels, path, label))
+    if ngram is not None and ngram["features"] != "tokens":
+        return _ngram_source(reader, path, text, label, texts, y, names, level, lowercase, test_path, vocab, ngram,
+                             multi, label_delimiter)
     notes: list[str] = []
     x, empty = _encode_rows(texts, raw, level, lowercase, max_len)
     _empty_texts(path, text, empty, len(texts), notes)
@@ -194,40 +230,124 @@ def _labelled(reader, path: str, text: str, label: str, level: str, max_len: int
         t_texts, t_labels = reader(test_path, text, label)
         if not t_texts:
             raise DataError(f"{test_path}: no rows (data.test_path)")
-        t_y, _ = _class_ids(t_labels, test_path, label, names)
+        t_y, _ = (_label_sets(t_labels, label_delimiter, test_path, label, names) if multi else
+                  _class_ids(t_labels, test_path, label, names))
         t_x, t_empty = _encode_rows(t_texts, raw, level, lowercase, max_len)
         _empty_texts(test_path, text, t_empty, len(t_texts), notes)
         test = Split(t_x, t_y)
-    src = SourceData(train=train, test=test, task="classification", class_names=names, kind="tokens",
-                     extra={"seq_len": max_len, "level": level}, notes=notes)
+    src = SourceData(train=train, test=test, task="multilabel" if multi else "classification", class_names=names,
+                     kind="tokens", extra={"seq_len": max_len, "level": level}, notes=notes)
     src.fit = _vocab_fitter(src, raw, level, lowercase, max_vocab, min_freq, vocab, tokens_are_classes=False)
     return src
+
+
+def _ngram_source(reader, path: str, text: str, label: str, texts: list[str], y: torch.Tensor, names: list[str],
+                  level: str, lowercase: bool, test_path: str | None, vocab: str | None, ngram: dict,
+                  multi: bool = False, label_delimiter: str | None = None) -> SourceData:
+    """Texts as bag-of-words or TF-IDF vectors. Until `fit` runs, a sample's input is its row number
+    (an (N, 1) tensor, so build_data's splits index it like any other); `fit` learns the terms and
+    idf from the training rows and turns every split's rows into feature vectors."""
+    text_features.check_ngram_range(ngram["ngram_range"])
+    notes: list[str] = []
+    docs = [tokenize(t, level, lowercase) for t in texts]
+    _empty_texts(path, text, sum(1 for d in docs if not d), len(docs), notes)
+    n = len(docs)
+    train, test = Split(torch.arange(n)[:, None], y), None
+    if test_path:
+        t_texts, t_labels = reader(test_path, text, label)
+        if not t_texts:
+            raise DataError(f"{test_path}: no rows (data.test_path)")
+        t_y, _ = _class_ids(t_labels, test_path, label, names)
+        t_docs = [tokenize(t, level, lowercase) for t in t_texts]
+        _empty_texts(test_path, text, sum(1 for d in t_docs if not d), len(t_docs), notes)
+        docs += t_docs
+        test = Split(torch.arange(n, len(docs))[:, None], t_y)
+    src = SourceData(train=train, test=test, task="multilabel" if multi else "classification", class_names=names,
+                     kind="vector", extra={"features": ngram["features"], "level": level}, notes=notes)
+    src.fit = _ngram_fitter(src, docs, level, lowercase, vocab, **ngram)
+    return src
+
+
+def _ngram_fitter(src: SourceData, docs: list[list[str]], level: str, lowercase: bool, saved: str | None,
+                  features: str, ngram_range: tuple[int, int], max_features: int | None, min_df: int | float,
+                  sublinear_tf: bool):
+    def fit(splits: dict[str, Split | None]) -> dict[str, Split | None]:
+        grams = [text_features.ngrams(d, ngram_range, level) for d in docs]
+        if saved:
+            state = text_features.load_state(saved, features, level, lowercase, ngram_range, sublinear_tf)
+        else:
+            rows = splits["train"].x[:, 0].tolist()
+            terms, idf = text_features.fit_terms([grams[i] for i in rows], max_features, min_df)
+            state = text_features.state(features, level, lowercase, ngram_range, sublinear_tf, terms, idf)
+        out = {k: None if s is None else
+               Split(text_features.transform([grams[i] for i in s.x[:, 0].tolist()], state["terms"], state["idf"],
+                                             sublinear_tf), s.y)
+               for k, s in splits.items()}
+        src.extra.update(num_features=len(state["terms"]), ngram_range=list(ngram_range), vocab=state)
+        return out
+    return fit
+
+
+def texts_to_inputs(texts: list[str], vocab: dict, seq_len: int | None = None) -> torch.Tensor:
+    """New texts as a text run's model reads them, from its saved data/vocab.json alone: (N, seq_len)
+    token ids (unknown tokens <unk>, truncated, right-padded with <pad>) or, for `features: bow |
+    tfidf`, (N, terms) feature rows."""
+    tokens = [tokenize(t, vocab["level"], vocab["lowercase"]) for t in texts]
+    if vocab.get("features", "tokens") != "tokens":
+        return text_features.featurize(tokens, vocab)
+    if seq_len is None:
+        raise ValueError("texts_to_inputs: token inputs need seq_len")
+    index = {t: i for i, t in enumerate(vocab["tokens"])}
+    out = torch.zeros(len(texts), seq_len, dtype=torch.long)
+    for i, toks in enumerate(tokens):
+        ids = [index.get(t, 1) for t in toks[:seq_len]]
+        if ids:
+            out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
 
 
 Level = Literal["word", "char"]
 Positive = Annotated[int, Field(ge=1)]
 VocabCap = Annotated[int, Field(ge=3)]
+Features = Literal["tokens", "bow", "tfidf"]
+MinDf = Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 def text_csv(path: str, text: str = "text", label: str = "label", level: Level = "word", max_len: Positive = 64,
              max_vocab: VocabCap = 20000, min_freq: Positive = 1, lowercase: bool = True, test_path: str | None = None,
-             vocab: str | None = None) -> SourceData:
+             vocab: str | None = None, label_delimiter: str | None = None, features: Features = "tokens",
+             ngram_range: tuple[Positive, Positive] = (1, 1), max_features: Positive | None = 20000, min_df: MinDf = 1,
+             sublinear_tf: bool = False) -> SourceData:
     """A CSV file with a text column and a label column (any labels: strings or integers).
+    `label_delimiter` (e.g. `|`): the label column lists several labels per text (`cat|dog`, empty:
+    none): multi-label data.
 
-    Each text becomes `max_len` token ids (truncated, right-padded with <pad>). The vocabulary
-    (at most `max_vocab` entries with <pad> and <unk>, tokens seen at least `min_freq` times)
-    comes from the training split only. `test_path`: a separate test file; otherwise the test
+    `features: tokens`: each text becomes `max_len` token ids (truncated, right-padded with <pad>).
+    The vocabulary (at most `max_vocab` entries with <pad> and <unk>, tokens seen at least
+    `min_freq` times) comes from the training split only. `features: bow | tfidf`: each whole text
+    becomes one vector of its `ngram_range` n-gram counts or TF-IDF weights (scikit-learn's
+    TfidfVectorizer), over the `max_features` most frequent terms in at least `min_df` training
+    texts; `sublinear_tf`: 1 + ln(count). `test_path`: a separate test file; otherwise the test
     split is carved from `path`. `vocab`: reuse a saved vocabulary (a run's data/vocab.json).
     """
-    return _labelled(_read_csv, path, text, label, level, max_len, max_vocab, min_freq, lowercase, test_path, vocab)
+    return _labelled(_read_csv, path, text, label, level, max_len, max_vocab, min_freq, lowercase, test_path, vocab,
+                     label_delimiter, _ngram_options(features, ngram_range, max_features, min_df, sublinear_tf))
 
 
 def text_jsonl(path: str, text: str = "text", label: str = "label", level: Level = "word", max_len: Positive = 64,
                max_vocab: VocabCap = 20000, min_freq: Positive = 1, lowercase: bool = True, test_path: str | None = None,
-               vocab: str | None = None) -> SourceData:
-    """A JSON-lines file, one object per line with a text key and a label key; options as text_csv."""
+               vocab: str | None = None, label_delimiter: str | None = None, features: Features = "tokens",
+               ngram_range: tuple[Positive, Positive] = (1, 1), max_features: Positive | None = 20000,
+               min_df: MinDf = 1, sublinear_tf: bool = False) -> SourceData:
+    """A JSON-lines file, one object per line with a text key and a label key; options as text_csv.
+    A label that is a list (`"labels": ["cat", "dog"]`) makes multi-label data."""
     return _labelled(_read_jsonl, path, text, label, level, max_len, max_vocab, min_freq, lowercase, test_path,
-                     vocab)
+                     vocab, label_delimiter, _ngram_options(features, ngram_range, max_features, min_df, sublinear_tf))
+
+
+def _ngram_options(features: str, ngram_range, max_features, min_df, sublinear_tf) -> dict:
+    return {"features": features, "ngram_range": tuple(int(n) for n in ngram_range), "max_features": max_features,
+            "min_df": min_df, "sublinear_tf": bool(sublinear_tf)}
 
 
 def _corpus_text(path: str | list[str] | None, corpus: str) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import RecipeError
 from ..registry import Registry
-from . import convnet, custom, gpt, mlp, resnet, rnn, transformer
+from . import convnet, custom, embedding_bag, gpt, mlp, resnet, rnn, transformer
 
 MODELS = Registry("model", "models", context=("info",))
 MODELS.add("linear", mlp.linear, "linear / logistic / softmax regression (one linear layer)")
@@ -15,6 +15,9 @@ MODELS.add("rnn", rnn.rnn, "RNN / LSTM / GRU sequence classifier over token embe
            aliases=("lstm",))
 MODELS.add("transformer", transformer.transformer,
            "transformer encoder classifier: token + position embeddings, pre-norm blocks, cls or mean pooling")
+MODELS.add("embedding_bag", embedding_bag.embedding_bag,
+           "fastText-style text classifier: pooled word + hashed n-gram embeddings, linear head",
+           aliases=("fasttext",))
 MODELS.add("gpt", gpt.gpt, "small causal transformer decoder for language modelling, weight-tied head")
 MODELS.add("custom", custom.custom, "your own nn.Module: import 'package.module:Name' or 'file.py:Name', args")
 
@@ -22,7 +25,7 @@ __all__ = ["MODELS", "build_model", "user_code"]
 
 
 # models that read token ids (an embedding first); the others multiply float inputs
-TOKEN_MODELS = {"rnn", "transformer", "gpt", "custom"}
+TOKEN_MODELS = {"rnn", "transformer", "gpt", "embedding_bag", "custom"}
 
 
 def build_model(cfg, info):
@@ -31,6 +34,10 @@ def build_model(cfg, info):
     if getattr(info, "kind", None) == "tokens" and name not in TOKEN_MODELS:
         raise RecipeError(f"model.name: {name} multiplies float inputs, but this data is token ids; "
                           f"use one of {', '.join(sorted(TOKEN_MODELS - {'custom'}))}")
+    features = (getattr(info, "extra", None) or {}).get("features")
+    if features in ("bow", "tfidf") and name in TOKEN_MODELS - {"custom"}:
+        raise RecipeError(f"model.name: {name} reads token sequences, but data.features: {features} makes one "
+                          "vector per text; use linear or mlp, or data.features: tokens")
     return MODELS.build(cfg.name, cfg.options(), "model", info=info)
 
 

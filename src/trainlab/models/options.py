@@ -10,3 +10,4 @@ from pydantic import Field
 Size = Annotated[int, Field(ge=1)]                    # a width, channel count, depth or number of layers
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]     # a probability of dropping; 1 would drop everything
 Ratio = Annotated[float, Field(gt=0.0)]               # e.g. a transformer's MLP width over its dim
+NgramOrder = Annotated[int, Field(ge=1, le=3)]     # longest token n-gram a bag-of-n-grams model hashes

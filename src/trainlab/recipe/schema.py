@@ -56,6 +56,9 @@ class DataConfig(Component):
     memory_budget_mb: float = Field(4096.0, gt=0, description="Largest training split (MB) that `loader: auto` "
                                                               "keeps on the in-memory fast path.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes of the streaming loader.")
+    sampler: Literal["none", "balanced"] = Field(
+        "none", description="Training order: `none` (a permutation per epoch), `balanced` (classes drawn equally: "
+                            "each epoch samples with replacement, weighted by inverse class frequency).")
     cache: bool = Field(True, description="Keep decoded IDX (MNIST, Fashion-MNIST) and CIFAR-10 files in "
                         "`$TRAINLAB_CACHE` (default ~/.cache/trainlab/decoded) and memory-map them on the next run; "
                         "false (or env `TRAINLAB_DATA_CACHE=0`): decode every time (docs/data.md).")
@@ -74,7 +77,8 @@ class ModelConfig(Component):
 
 
 class LossConfig(Component):
-    name: str = Field("auto", description="Loss registry name; `auto` picks cross_entropy for classification, mse for regression.")
+    name: str = Field("auto", description="Loss registry name (`trainlab list losses`); `auto` picks cross_entropy "
+                      "for classification, bce for multi-label, mse for regression; other keys are its options.")
 
 
 class OptimConfig(Component):

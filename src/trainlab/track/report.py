@@ -19,6 +19,7 @@ from .runs import load_run
 REPORT = "report.html"
 SPLITS = ("test", "val", "train")
 PER_CLASS_COLS = ("precision", "recall", "f1", "support", "auroc", "average_precision")
+PER_LABEL_COLS = ("support", "precision", "recall", "f1", "average_precision")  # multi-label data
 SKIP_SCALARS = ("epoch", "seconds", "samples")
 
 
@@ -43,6 +44,7 @@ def build_report(rd: RunDir, schedule: Schedule | None = None) -> str:
     monitor, best = run.best()
     return render("run_report.html", name=run.recipe.get("name", rd.path.name), **_header(run),
                   monitor=monitor, best=best, metrics=_metrics(evals), per_class=_per_class(evals),
+                  per_label=_per_label(evals),
                   **_figures(rd, run, evals, schedule), **_timings(run, evals), recipe_text=rd.recipe_path.read_text(),
                   env_rows=[(k, redact_all(v)) for k, v in run.env.items() if k != "data"])  # older env.json
 
@@ -84,6 +86,15 @@ def _per_class(evals: dict[str, dict]) -> dict[str, Any] | None:
         return None
     rows = [[r["class"]] + [r.get(c) for c in PER_CLASS_COLS] for r in evals[split]["per_class"]]
     return {"split": split, "header": ["class", *PER_CLASS_COLS], "rows": rows}
+
+
+def _per_label(evals: dict[str, dict]) -> dict[str, Any] | None:
+    """Multi-label data: one row per label (support, precision, recall, F1 at 0.5, AP)."""
+    split = next((s for s in evals if evals[s].get("per_label")), None)
+    if split is None:
+        return None
+    rows = [[r["label"]] + [r.get(c) for c in PER_LABEL_COLS] for r in evals[split]["per_label"]]
+    return {"split": split, "header": ["label", *PER_LABEL_COLS], "rows": rows}
 
 
 def _figures(rd: RunDir, run, evals: dict[str, dict], schedule: Schedule | None = None) -> dict[str, Any]:

@@ -34,6 +34,20 @@ def per_class_table(rows: list[dict[str, Any]], title: str = "per class") -> Tab
     return table
 
 
+PER_LABEL_COLS = ("support", "precision", "recall", "f1", "average_precision")
+
+
+def per_label_table(rows: list[dict[str, Any]], title: str = "per label") -> Table:
+    """Multi-label data: one row per label of an eval/<split>.json's `per_label`."""
+    table = Table(title=escape(title))
+    table.add_column("label")
+    for c in PER_LABEL_COLS:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(escape(str(r["label"])), *(str(r[c]) if c == "support" else f"{r[c]:.4f}" for c in PER_LABEL_COLS))
+    return table
+
+
 def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     """`trainlab runs`: one row per run (rows from track.runs.summary_row)."""
     table = Table(title=escape(title))

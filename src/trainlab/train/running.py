@@ -33,7 +33,7 @@ class RunningCorrect:
             self._logits.append(out.reshape(-1, out.shape[-1]))
             self._ys_logits.append(y.reshape(-1))
         else:
-            self._preds.append(out.argmax(-1).reshape(-1))
+            self._preds.append((out.argmax(-1) if out.shape[-1] > 1 else (out[..., 0] > 0).long()).reshape(-1))
             self._ys_preds.append(y.reshape(-1))
         if len(self._logits) + len(self._preds) >= FLUSH_EVERY:
             self.flush()
@@ -41,7 +41,9 @@ class RunningCorrect:
     def flush(self) -> torch.Tensor:
         """Add the kept batches to the count (a few kernels, no device sync) and return the count."""
         if self._logits:
-            preds = torch.cat(self._logits).argmax(-1)
+            logits = torch.cat(self._logits)
+            # one logit (a two-class model under bce): class 1 where it is positive
+            preds = logits.argmax(-1) if logits.shape[-1] > 1 else (logits[:, 0] > 0).long()
             self.count.add_((preds == torch.cat(self._ys_logits)).sum())
         if self._preds:
             self.count.add_((torch.cat(self._preds) == torch.cat(self._ys_preds)).sum())
