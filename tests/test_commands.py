@@ -10,7 +10,7 @@ from trainlab.cli import build_parser, main
 from trainlab.commands import COMMANDS, Command
 from trainlab.registry import Registry
 
-BUILTINS = ["train", "evaluate", "report", "runs", "lr-find", "summary", "tune", "list", "reference", "data",
+BUILTINS = ["init", "train", "evaluate", "report", "runs", "lr-find", "summary", "tune", "list", "reference", "data",
             "compare"]
 WIDGETS = Registry("widget", "widgets")
 WIDGETS.add("gear", lambda teeth=12: None, "a toothed wheel")

@@ -212,6 +212,43 @@ def test_a_run_logs_mfu_and_flops_per_step_and_prints_them(cli, write_recipe, tm
     assert json.loads((tmp_path / "run" / "env.json").read_text())["threads"] == 1
 
 
+def test_threads_for_step_is_one_below_the_threshold_and_the_default_above():
+    assert perf.threads_for_step(perf.SERIAL_STEP_FLOPS - 1, 8) == 1
+    assert perf.threads_for_step(perf.SERIAL_STEP_FLOPS, 8) == 8
+    assert perf.threads_for_step(1e12, 2) == 2
+
+
+def _threads_of_run(tmp_path, name: str, threads=None) -> tuple[int, int]:
+    """(threads in env.json, threads during the first step) of a tiny MLP run (0.3 MFLOP a step)."""
+    import trainlab
+    from trainlab.events import Callback
+
+    seen = []
+
+    class Threads(Callback):
+        def on_step(self, trainer, logs):
+            seen.append(torch.get_num_threads())
+
+    train = {"epochs": 1, "log_every": 1, **({"threads": threads} if threads else {})}
+    run = trainlab.train({"name": name, "seed": 0, "data": {"source": "synthetic:classification", "subset": 128,
+                                                             "batch_size": 32},
+                          "model": {"name": "mlp", "widths": [16]}, "optim": {"name": "sgd", "lr": 0.1},
+                          "train": train, "output": {"root": str(tmp_path), "plots": False, "report": False,
+                                                     "tensorboard": False}}, progress=False, callbacks=[Threads()])
+    return json.loads((run.path / "env.json").read_text())["threads"], seen[0]
+
+
+def test_a_tiny_training_step_runs_on_one_thread_unless_the_recipe_says(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        assert _threads_of_run(tmp_path, "tiny") == (1, 1)
+        assert _threads_of_run(tmp_path, "two", threads=2) == (2, 2)  # the recipe's count is kept
+        monkeypatch.setattr(perf, "SERIAL_STEP_FLOPS", 0.0)  # as if the step were large: the default
+        assert _threads_of_run(tmp_path, "large") == (perf.default_threads(),) * 2
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- the fast-path knobs ------------------------------------------------------------------------
 def test_every_torch_optimizer_runs_its_fused_or_foreach_kernel():
     import inspect
@@ -261,7 +298,17 @@ def test_a_cpu_run_trains_in_the_precision_auto_chose(monkeypatch, bf16_peak, wa
     from trainlab.train import Trainer
 
     peaks = {torch.float32: 365e9, torch.bfloat16: bf16_peak}
-    monkeypatch.setattr(perf, "peak_flops", lambda device, dtype=torch.float32, refresh=False: peaks[dtype])
+    import importlib
+
+    trainer_module = importlib.import_module("trainlab.train.trainer")
+
+    def fake_peak(device, dtype=torch.float32, refresh=False, seconds=None):
+        return peaks[dtype]
+
+    # both bindings: perf's own (precision and peak_for call it) and the trainer's (the MFU peak), so that
+    # no real probe of this machine (on a CPU without AMX, a low bf16 peak that a run may reach) interferes
+    monkeypatch.setattr(perf, "peak_flops", fake_peak)
+    monkeypatch.setattr(trainer_module, "peak_flops", fake_peak)
     monkeypatch.setattr(precision, "BF16_MIN_STEP_FLOPS", 1e6)  # this small net's step counts as compute-bound
     recipe = load_recipe({"name": "p", "data": {"source": "fashion_mnist", "subset": 128, "batch_size": 64,
                                                 "val_fraction": 0.0},

@@ -101,6 +101,7 @@ print(trainlab.train is trainlab.api.train, Trainer.__module__)
 
 FIRST_STEP = """
 import json, os, sys
+os.environ["TRAINLAB_PREFETCH"] = "0"  # what the main thread imports itself (the prefetch thread's are its own)
 import trainlab
 from trainlab.events import Callback
 
@@ -121,3 +122,70 @@ def test_training_reaches_its_first_step_without_metrics_or_plot_libraries(tmp_p
     later = ("scipy", "torchmetrics", "matplotlib", "optuna", "pandas", "sklearn")
     out = run_python(FIRST_STEP, str(tmp_path / "run"), ",".join(later))
     assert json.loads(out.splitlines()[-1]) == []
+
+
+def test_list_and_reference_answer_without_torch_from_the_catalogue_snapshot(tmp_path):
+    # the first call builds the registries (torch and all) and stores what it shows; the second is
+    # read from the snapshot and prints the very same text without importing torch
+    probe = CLI_PROBE.replace('print(json.dumps({"code"', 'sys.stdout.flush(); print(json.dumps({"code"')
+    for argv in (["list"], ["list", "models"], ["reference"]):
+        env = {"TRAINLAB_CACHE": str(tmp_path / "-".join(argv))}
+        outs = []
+        for _ in range(2):
+            e = dict(os.environ, PYTHONPATH=str(REPO / "src"), **env)
+            r = subprocess.run([sys.executable, "-c", probe, ",".join(HEAVY), *argv], env=e, capture_output=True,
+                               text=True, timeout=300, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, r.stderr
+            *text, last = r.stdout.splitlines()
+            outs.append(("\n".join(text), json.loads(last)))
+        (cold, cold_probe), (warm, warm_probe) = outs
+        assert cold == warm and cold.strip()
+        assert "torch" in cold_probe["heavy"] and warm_probe["heavy"] == [] and warm_probe["code"] in (0, None), argv
+
+
+def test_a_snapshot_of_other_sources_or_a_damaged_one_is_never_used(tmp_path, monkeypatch):
+    from trainlab import catalog
+
+    monkeypatch.setenv("TRAINLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(catalog, "registries_loaded", lambda: False)  # as in a fresh `trainlab list`
+    made = []
+    monkeypatch.setattr(catalog, "source_digest", lambda: "aaa")
+    assert catalog.cached("k", lambda: made.append(1) or {"v": 1}) == {"v": 1}
+    assert catalog.cached("k", lambda: made.append(1) or {"v": 2}) == {"v": 1} and len(made) == 1
+    monkeypatch.setattr(catalog, "source_digest", lambda: "bbb")  # trainlab or torch changed
+    assert catalog.cached("k", lambda: made.append(1) or {"v": 3}) == {"v": 3} and len(made) == 2
+    (tmp_path / "catalog-k-bbb.json").write_text('{"val')  # torn or garbled
+    assert catalog.cached("k", lambda: made.append(1) or {"v": 4}) == {"v": 4} and len(made) == 3
+    assert json.loads((tmp_path / "catalog-k-bbb.json").read_text()) == {"value": {"v": 4}}
+
+
+def test_the_source_digest_follows_the_source_files(tmp_path, monkeypatch):
+    import shutil
+
+    from trainlab import catalog
+
+    pkg = tmp_path / "trainlab"
+    shutil.copytree(REPO / "src" / "trainlab", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(catalog, "__file__", str(pkg / "catalog.py"))
+    before = catalog.source_digest()
+    assert catalog.source_digest() == before
+    with open(pkg / "losses.py", "a") as f:
+        f.write("\n# a new loss\n")
+    assert catalog.source_digest() != before
+
+
+def test_an_entry_registered_in_this_process_is_listed_although_a_snapshot_exists(tmp_path, monkeypatch, capsys):
+    from trainlab.cli import main
+    from trainlab.losses import LOSSES
+
+    e = dict(os.environ, PYTHONPATH=str(REPO / "src"), TRAINLAB_CACHE=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "trainlab", "list", "losses"], env=e, capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and list(tmp_path.glob("catalog-list-*.json"))  # the snapshot is written
+    monkeypatch.setenv("TRAINLAB_CACHE", str(tmp_path))
+    LOSSES.add("snapshot_probe_loss", lambda: None, "a loss only this process knows")
+    try:
+        assert main(["list", "losses"]) == 0
+        assert "snapshot_probe_loss" in capsys.readouterr().out
+    finally:
+        LOSSES.remove("snapshot_probe_loss")

@@ -121,7 +121,8 @@ def _fit_and_finish(trainer, rd: RunDir) -> Run:
     recipe = trainer.recipe
     try:
         trainer.fit()
-        rd.update_env(precision=trainer.precision)  # `auto` resolved (on a CPU: by the measured step)
+        # `auto` resolved, and the threads of a small step (on a CPU: both by the measured step)
+        rd.update_env(precision=trainer.precision, threads=torch.get_num_threads())
         which = "best" if rd.checkpoint("best").exists() and trainer.restore_best else "last"
         trainer.load_weights(which)
         metrics = evaluate_trainer(trainer, "test", which)

@@ -54,7 +54,15 @@ def _registry(title: str, reg) -> list[str]:
 
 
 def reference() -> str:
-    """Markdown: every recipe section and field, and every registry entry with its options."""
+    """Markdown: every recipe section and field, and every registry entry with its options (from the
+    catalogue snapshot when there is one: no torch import)."""
+    from .catalog import cached
+
+    return cached("reference", live_reference)
+
+
+def live_reference() -> str:
+    """`reference()` built from the schema and the registries themselves."""
     from .catalog import registries
     from .recipe import Recipe
 
@@ -76,7 +84,7 @@ def reference() -> str:
 def write_into(path: str | Path) -> bool:
     """Replace the reference block in `path`; returns True if the file changed."""
     from .errors import TrainlabError
-    from .track.rundir import atomic_write
+    from .io import atomic_write
 
     p = Path(path)
     text = p.read_text()

@@ -24,3 +24,12 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
+
+
+def cache_dir() -> Path:
+    """`$TRAINLAB_CACHE`, else `$XDG_CACHE_HOME/trainlab/decoded`, else `~/.cache/trainlab/decoded`:
+    where decoded data sets (data/cache.py) and the catalogue snapshot (catalog.py) are kept."""
+    if os.environ.get("TRAINLAB_CACHE"):
+        return Path(os.environ["TRAINLAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "trainlab" / "decoded"

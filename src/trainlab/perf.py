@@ -59,6 +59,19 @@ def default_threads() -> int:
     return max(1, min(torch.get_num_threads(), usable))
 
 
+# Below this many FLOPs per training step (forward and backward), torch on a CPU trains with one
+# thread: each matmul of such a step is a few microseconds of work, less than handing half of it to a
+# second thread and waiting for it, and far less when another process holds that core (OpenMP's
+# barrier then waits for a descheduled thread: 20-40x slower steps measured on a busy 2-core machine;
+# benchmarks/threads.py measures the crossover side by side).
+SERIAL_STEP_FLOPS = 20e6
+
+
+def threads_for_step(step_flops: float, threads: int) -> int:
+    """The CPU threads for a training step of `step_flops`: one for a small step, else `threads`."""
+    return 1 if step_flops < SERIAL_STEP_FLOPS else threads
+
+
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
     fields: dict[str, str] = {}

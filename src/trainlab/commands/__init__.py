@@ -59,6 +59,7 @@ class Commands:
 
 
 COMMANDS = Commands()
+COMMANDS.add_module("init")
 COMMANDS.add_module("train")
 COMMANDS.add_module("evaluate")
 COMMANDS.add_module("report")

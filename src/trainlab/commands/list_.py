@@ -17,15 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    regs = catalog.registries()
-    for kind in [args.kind] if args.kind else list(regs):
-        reg = regs[kind]
+    listed = catalog.rows()  # the catalogue snapshot: no torch import once it is written
+    for kind in [args.kind] if args.kind else list(listed):
         table = Table(title=kind, show_header=True, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
         table.add_column("options")
-        for e in reg.entries():
-            alias = f" ({', '.join(e.aliases)})" if e.aliases else ""
-            table.add_row(e.name + alias, e.description, ", ".join(reg.option_names(e.name)))
+        for e in listed[kind]:
+            alias = f" ({', '.join(e['aliases'])})" if e["aliases"] else ""
+            table.add_row(e["name"] + alias, e["description"], ", ".join(e["options"]))
         console.print(table)
     return 0

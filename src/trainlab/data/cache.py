@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import cache_dir  # noqa: F401 - where entries live (shared with the catalogue snapshot)
+
 FORMAT = "trainlab-decoded/1"  # bump when a decoder's output changes: old entries are then ignored
 RACY_SECONDS = 2.0  # a source changed this recently may change again without its stat changing
 _HEADER_MAX = 1 << 20
@@ -46,14 +48,6 @@ _told_unwritable = False  # the "cannot be written" note is said once per proces
 
 class Damaged(Exception):
     """The cache file is not what its writer wrote (truncated, garbled, not a cache file)."""
-
-
-def cache_dir() -> Path:
-    """`$TRAINLAB_CACHE`, else `$XDG_CACHE_HOME/trainlab/decoded`, else `~/.cache/trainlab/decoded`."""
-    if os.environ.get("TRAINLAB_CACHE"):
-        return Path(os.environ["TRAINLAB_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "trainlab" / "decoded"
 
 
 def enabled(flag: bool = True) -> bool:

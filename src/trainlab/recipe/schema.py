@@ -114,7 +114,8 @@ class TrainConfig(Section):
     accumulate: int = Field(1, ge=1, description="Accumulate gradients over this many batches per optimizer step.")
     monitor: str = Field("auto", description="Metric that picks the `best` checkpoint; `auto`: val.accuracy or val.loss.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: one per physical core, at most "
-                                "the CPUs this process may use (reported in env.json and the train summary).")
+                                "the CPUs this process may use, and one when a training step is under 20 MFLOP "
+                                "(reported in env.json and the train summary).")
     channels_last: bool = Field(True, description="Use channels_last memory format for 4-D inputs (BN conv nets "
                                 "20-65% faster on CPU; see docs/performance.md).")
     compile: bool = Field(False, description="torch.compile the model before training. Off by default: on CPU it "

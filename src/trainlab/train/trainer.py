@@ -20,7 +20,7 @@ from ..metrics import (check_monitors, compute_metrics, predict, resolve_monitor
 from ..optim import set_train_mode
 from ..optim.lean import LeanStep
 from ..optim.schedules import base_lr, epoch_end
-from ..perf import mfu, peak_flops, peak_for, train_step_flops
+from ..perf import mfu, peak_flops, peak_for, threads_for_step, train_step_flops
 from ..precision import autocast, grad_scaler, precision_dtype, resolve_precision
 from ..recipe import Recipe, check_monitor_names, monitors
 from ..track.rundir import RunDir
@@ -33,6 +33,40 @@ from .nonfinite import NonFiniteGuard, Rollback, weights_finite
 from .recovery import handle_nonfinite
 from .running import RunningCorrect
 from .signals import GracefulSignals
+
+
+PREFETCH = ("torchmetrics.functional", "trainlab.track.plots")
+
+
+def prefetch_imports(modules: tuple[str, ...] = PREFETCH) -> None:
+    """Import `modules` on a daemon thread while the training runs its first steps.
+
+    torchmetrics (with scipy.signal) and matplotlib take 1.5-3 s to import, all of it before the
+    first validation and the end-of-run plots; training steps spend most of their time in torch
+    kernels, which release the GIL, so the imports run in their shadow. Importing them on the main
+    thread later waits for this thread (the import lock), never imports twice. Not with DataLoader
+    workers: a fork while another thread holds an import lock could hang a worker.
+    `TRAINLAB_PREFETCH=0` turns it off."""
+    import os
+    import sys
+    import threading
+
+    if os.environ.get("TRAINLAB_PREFETCH", "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    todo = [m for m in modules if m not in sys.modules]
+    if not todo:
+        return
+
+    def run() -> None:
+        import importlib
+
+        for m in todo:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001 - the main thread's own import will raise it where it matters
+                return
+
+    threading.Thread(target=run, name="trainlab-prefetch", daemon=True).start()
 
 
 class Trainer:
@@ -112,6 +146,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         if self.flops_per_sample is None:
             self._measure_cost()  # before the clock starts: one counted step and a cached probe
+        if not getattr(self.loader, "workers", 0):
+            prefetch_imports()  # torchmetrics (the first validation) and matplotlib (the plots) load meanwhile
         if self.recipe.train.compile and not self.compiled:
             self.model.compile()  # in place, so parameter names (and checkpoints) stay the same
             self.compiled = True
@@ -224,6 +260,8 @@ class Trainer:
         if flops:
             self.flops_per_sample = flops / n
             step_flops = self.flops_per_sample * self.recipe.data.batch_size
+            if self.device.type == "cpu" and self.recipe.train.threads is None:  # a tiny step: one thread
+                torch.set_num_threads(threads_for_step(step_flops, torch.get_num_threads()))
             # `auto` on a CPU: bf16 where the measured step makes it pay (precision.py); never fp16
             self.precision = resolve_precision(self.recipe.train.precision, self.device, step_flops)
             self.peak_flops = peak_flops(self.device, precision_dtype(self.precision))
