@@ -291,7 +291,7 @@ def _table_recipe(p: Path, fmt: str, df, tgt, why_target: str, task: str, why_ta
         ("task", "auto", "multi-label: inferred from the targets"),
         ("missing", "mean", "impute empty cells with the training mean (median, most_frequent, drop)"),
         ("preprocess", [{"normalize": "standard"}], "standardize features on the training split"),
-        ("val_fraction", 0.1 if rows >= 1000 else 0.15, "held out to pick the best epoch"),
+        ("val_fraction", 0.1, "held out to pick the best epoch"),
         ("test_fraction", 0.2, "held out for the final test metrics"),
         ("batch_size", batch, ""),
     ]
