@@ -101,7 +101,6 @@ print(trainlab.train is trainlab.api.train, Trainer.__module__)
 
 FIRST_STEP = """
 import json, os, sys
-os.environ["TRAINLAB_PREFETCH"] = "0"  # what the main thread imports itself (the prefetch thread's are its own)
 import trainlab
 from trainlab.events import Callback
 

@@ -35,40 +35,6 @@ from .running import RunningCorrect
 from .signals import GracefulSignals
 
 
-PREFETCH = ("torchmetrics.functional", "trainlab.track.plots")
-
-
-def prefetch_imports(modules: tuple[str, ...] = PREFETCH) -> None:
-    """Import `modules` on a daemon thread while the training runs its first steps.
-
-    torchmetrics (with scipy.signal) and matplotlib take 1.5-3 s to import, all of it before the
-    first validation and the end-of-run plots; training steps spend most of their time in torch
-    kernels, which release the GIL, so the imports run in their shadow. Importing them on the main
-    thread later waits for this thread (the import lock), never imports twice. Not with DataLoader
-    workers: a fork while another thread holds an import lock could hang a worker.
-    `TRAINLAB_PREFETCH=0` turns it off."""
-    import os
-    import sys
-    import threading
-
-    if os.environ.get("TRAINLAB_PREFETCH", "1").strip().lower() in ("0", "false", "no", "off"):
-        return
-    todo = [m for m in modules if m not in sys.modules]
-    if not todo:
-        return
-
-    def run() -> None:
-        import importlib
-
-        for m in todo:
-            try:
-                importlib.import_module(m)
-            except Exception:  # noqa: BLE001 - the main thread's own import will raise it where it matters
-                return
-
-    threading.Thread(target=run, name="trainlab-prefetch", daemon=True).start()
-
-
 class Trainer:
     """Trains the recipe's model. `fit()` returns the final metrics; everything lands in `run_dir`."""
 
@@ -146,8 +112,6 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         if self.flops_per_sample is None:
             self._measure_cost()  # before the clock starts: one counted step and a cached probe
-        if not getattr(self.loader, "workers", 0):
-            prefetch_imports()  # torchmetrics (the first validation) and matplotlib (the plots) load meanwhile
         if self.recipe.train.compile and not self.compiled:
             self.model.compile()  # in place, so parameter names (and checkpoints) stay the same
             self.compiled = True
