@@ -110,20 +110,21 @@ def _baselines(evals: dict[str, dict]) -> list[str]:
 
 
 def _per_class(evals: dict[str, dict]) -> dict[str, Any] | None:
-    split = next((s for s in evals if evals[s].get("per_class")), None)
-    if split is None:
-        return None
-    rows = [[r["class"]] + [r.get(c) for c in PER_CLASS_COLS] for r in evals[split]["per_class"]]
-    return {"split": split, "header": ["class", *PER_CLASS_COLS], "rows": rows}
+    return _per_rows(evals, "per_class", "class", PER_CLASS_COLS)
 
 
 def _per_label(evals: dict[str, dict]) -> dict[str, Any] | None:
     """Multi-label data: one row per label (support, precision, recall, F1 at 0.5, AP)."""
-    split = next((s for s in evals if evals[s].get("per_label")), None)
+    return _per_rows(evals, "per_label", "label", PER_LABEL_COLS)
+
+
+def _per_rows(evals: dict[str, dict], field: str, key: str, cols: tuple[str, ...]) -> dict[str, Any] | None:
+    """The first split's `field` table (per class or per label) as a header and rows."""
+    split = next((s for s in evals if evals[s].get(field)), None)
     if split is None:
         return None
-    rows = [[r["label"]] + [r.get(c) for c in PER_LABEL_COLS] for r in evals[split]["per_label"]]
-    return {"split": split, "header": ["label", *PER_LABEL_COLS], "rows": rows}
+    rows = [[r[key]] + [r.get(c) for c in cols] for r in evals[split][field]]
+    return {"split": split, "header": [key, *cols], "rows": rows}
 
 
 def _figures(rd: RunDir, run, evals: dict[str, dict], schedule: Schedule | None = None) -> dict[str, Any]:

@@ -25,12 +25,17 @@ def metrics_table(m: dict[str, Any], title: str) -> Table:
 
 
 def per_class_table(rows: list[dict[str, Any]], title: str = "per class") -> Table:
+    return _rows_table(rows, "class", PER_CLASS_COLS, title)
+
+
+def _rows_table(rows: list[dict[str, Any]], key: str, cols: tuple[str, ...], title: str) -> Table:
+    """One row per class or label: its name (`key`), its support, then the 4-digit scores `cols`."""
     table = Table(title=escape(title))
-    table.add_column("class")
-    for c in PER_CLASS_COLS:
+    table.add_column(key)
+    for c in cols:
         table.add_column(c, justify="right")
     for r in rows:
-        table.add_row(escape(str(r["class"])), *(str(r[c]) if c == "support" else f"{r[c]:.4f}" for c in PER_CLASS_COLS))
+        table.add_row(escape(str(r[key])), *(str(r[c]) if c == "support" else f"{r[c]:.4f}" for c in cols))
     return table
 
 
@@ -39,13 +44,7 @@ PER_LABEL_COLS = ("support", "precision", "recall", "f1", "average_precision")
 
 def per_label_table(rows: list[dict[str, Any]], title: str = "per label") -> Table:
     """Multi-label data: one row per label of an eval/<split>.json's `per_label`."""
-    table = Table(title=escape(title))
-    table.add_column("label")
-    for c in PER_LABEL_COLS:
-        table.add_column(c, justify="right")
-    for r in rows:
-        table.add_row(escape(str(r["label"])), *(str(r[c]) if c == "support" else f"{r[c]:.4f}" for c in PER_LABEL_COLS))
-    return table
+    return _rows_table(rows, "label", PER_LABEL_COLS, title)
 
 
 def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
