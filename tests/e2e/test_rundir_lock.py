@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -44,13 +43,29 @@ def write_recipe(tmp_path: Path, epochs: int) -> Path:
     return p
 
 
-def wait_for_training(proc: subprocess.Popen, run: Path, timeout: float = 120) -> None:
-    """Until the run has logged a training step (polling its file, not timing anything)."""
-    deadline = time.monotonic() + timeout
+def wait_for_training(proc: subprocess.Popen, run: Path) -> None:
+    """Until the run has logged a training step: between looks at its file the test waits on the
+    process itself, which returns early only if it ended (then the test fails, with its output)."""
     while not any('"split": "train"' in ln for ln in _lines(run / "metrics.jsonl")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.01)
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"the training ended before its first step: {proc.communicate()}")
+
+
+def wait_for_first_exit(procs: list[subprocess.Popen]) -> subprocess.Popen:
+    """The first of `procs` to exit, waited for in the kernel (waitid without reaping, so that its
+    Popen still reads the exit status); no polling, no clock."""
+    pids = {p.pid: p for p in procs}
+    while True:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        if info is not None and info.si_pid in pids:
+            proc = pids[info.si_pid]
+            proc.wait()
+            return proc
+        if info is not None:  # some other child of this test process: reap it, or waitid returns it again
+            os.waitpid(info.si_pid, 0)
 
 
 def _lines(p: Path) -> list[str]:
@@ -71,10 +86,8 @@ def assert_intact(run: Path) -> None:
 def test_two_trainings_into_the_same_run_dir_exactly_one_trains(tmp_path):
     recipe, run = write_recipe(tmp_path, epochs=400), tmp_path / "same"
     procs = [start("train", recipe, "--run-dir", run) for _ in range(2)]  # both started before either ends
-    # the loser fails at the lock, seconds before the winner could finish: wait for the first to exit
-    while all(p.poll() is None for p in procs):
-        time.sleep(0.01)
-    loser = next(p for p in procs if p.poll() is not None)
+    # the loser fails at the lock, long before the winner's 400 epochs end: wait for the first to exit
+    loser = wait_for_first_exit(procs)
     winner = next(p for p in procs if p is not loser)
     _, err = loser.communicate()
     assert loser.returncode == 2, err
