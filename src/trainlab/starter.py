@@ -311,7 +311,7 @@ def _table_recipe(p: Path, fmt: str, df, tgt, why_target: str, task: str, why_ta
     header = [f"Starter recipe for {_where(p)}, written by `trainlab init`.",
               f"{task} of {', '.join(map(repr, map(str, targets)))} from {len(feats)} columns ({len(df):,} rows). "
               "Train it with:",
-              f"  trainlab train {{recipe}}", "Every key is in the README's recipe reference."]
+              "  trainlab train {recipe}", "Every key is in the README's recipe reference."]
     return Starter(_recipe_name(p), "table", header, sections, reasons)
 
 

@@ -33,18 +33,24 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     if path.suffix.lower() not in EXTENSIONS:
         raise DataError(f"{path}: not a PNG or JPEG image (image_folder reads {', '.join(sorted(EXTENSIONS))})")
+    return decode_image(path, size, mode, str(path))
+
+
+def decode_image(source, size: tuple[int, int], mode: str, name: str) -> np.ndarray:
+    """One image (a path or an open binary file) as uint8 (C, H, W): converted to grayscale (`mode`
+    grayscale) or RGB, resized bilinearly to `size` (H, W). DataError naming `name` if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im = im.convert("L" if mode == "grayscale" else "RGB")
             if im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as an image ({e})") from None
+        raise DataError(f"{name}: cannot read as an image ({e})") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
