@@ -268,6 +268,6 @@ def test_text_run_lines_and_literal_texts(tmp_path):
     want = [loaded.class_names[i] for i in loaded.predict(texts).argmax(1).tolist()]
     got, _ = _predict_json(run, lines, "--text", "bread soup")
     preds = got["predictions"]
-    assert [p["input"] for p in preds] == [f"{lines}:1", f"{lines}:3", f"{lines}:4", f"{lines}:5", "--text 1"]
+    assert [p["input"] for p in preds] == [f"{lines}:1", f"{lines}:3", f"{lines}:4", f"{lines}:5", "bread soup"]
     assert [p["prediction"] for p in preds[:4]] == want
     assert preds[4]["prediction"] == loaded.class_names[int(loaded.predict(["bread soup"]).argmax())]

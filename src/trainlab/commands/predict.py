@@ -12,6 +12,7 @@ HELP = ("predict with a run's model on raw files: images or folders, CSV/TSV/Par
         "arrays; prints classes and probabilities or values in original units")
 
 FORMATS = ("table", "json", "csv")
+EXTENSIONS = {"table": "txt", "json": "json", "csv": "csv"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise RecipeError(f"--top-k: expected a positive number of classes, got {args.top_k}")
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
-        raise RecipeError(f"--out {args.out}: is a folder; give a file name such as {out / f'predictions.{args.format}'}")
+        raise RecipeError(f"--out {args.out}: is a folder; give a file name such as {out / ('predictions.' + EXTENSIONS[args.format])}")
     if out is not None and out.exists() and not args.force:  # checked before any work: nothing is overwritten
         raise RecipeError(f"--out {args.out}: the file exists; choose another name or add --force to replace it")
     predictor = Predictor(args.run_dir, args.backend, args.checkpoint, trust_code=args.trust_code)

@@ -56,9 +56,10 @@ def read_inputs(sources: list[str], loaded: Any, texts: list[str] | None = None)
     is_text = loaded.vocab is not None
     accepted = (IMAGE_EXTENSIONS if info.kind == "image" else TABLE_EXTENSIONS if info.kind == "tabular"
                 else TEXT_EXTENSIONS if is_text else ()) + (".npy",)
+    what = _a(info.kind) + (" (text)" if is_text else "")
     if texts and not is_text:
-        raise DataError(f"--text: {loaded.path} is a {info.kind} run, not a text run; give it "
-                        f"{' or '.join(accepted)} files")
+        raise DataError(f"--text: {loaded.path} is {_a(info.kind)} run, not a text run; give it "
+                        f"{', '.join(accepted)} files")
     names: list[str] = []
     parts: list[np.ndarray] = []
     notes: list[str] = []
@@ -68,13 +69,13 @@ def read_inputs(sources: list[str], loaded: Any, texts: list[str] | None = None)
             raise DataError(f"{src}: no such file or folder")
         if p.is_dir():
             if info.kind != "image":
-                raise DataError(f"{src}: a folder; a {info.kind} run reads {', '.join(accepted)} files")
+                raise DataError(f"{src}: a folder; {what} run reads {', '.join(accepted)} files")
             n, x = _image_folder(p, shape, notes)
         elif p.suffix.lower() not in accepted:
-            raise DataError(f"{src}: a {info.kind}{' (text)' if is_text else ''} run reads {', '.join(accepted)} "
+            raise DataError(f"{src}: {what} run reads {', '.join(accepted)} "
                             f"files{' and folders of images' if info.kind == 'image' else ''}; got {p.suffix or 'no extension'}")
         elif p.suffix.lower() == ".npy":
-            n, x = _npy(p, shape)
+            n, x = _npy(p, shape, info.kind == "tokens")
         elif info.kind == "image":
             n, x = [str(p)], image_array(p, shape)[None]
         elif info.kind == "tabular":
@@ -85,13 +86,17 @@ def read_inputs(sources: list[str], loaded: Any, texts: list[str] | None = None)
         names += n
         parts.append(x)
     if texts:
-        names += [f"--text {i + 1}" for i in range(len(texts))]
+        names += [t if len(t) <= 60 else t[:59] + "…" for t in texts]  # a literal text is named by itself
         parts.append(np.asarray(loaded.encode_texts(list(texts)).numpy()))
     if not names:
         raise DataError("no inputs: give files or folders to predict on"
                         + (" (or --text TEXT)" if is_text else ""))
-    dtype = np.int64 if info.kind == "tokens" else np.float32
-    return Inputs(names, np.concatenate([np.asarray(a, dtype=dtype) for a in parts]), notes)
+    # no cast here: `Predictor.check` refuses what does not fit the graph (e.g. float token ids)
+    return Inputs(names, np.concatenate(parts), notes)
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _image_folder(root: Path, shape: tuple[int, ...], notes: list[str]) -> tuple[list[str], np.ndarray]:
@@ -110,9 +115,9 @@ def _image_folder(root: Path, shape: tuple[int, ...], notes: list[str]) -> tuple
     return [str(f) for f in images], np.stack([image_array(f, shape) for f in images])
 
 
-def _npy(path: Path, shape: tuple[int, ...]) -> tuple[list[str], np.ndarray]:
-    """A `.npy` array of the raw input: (N, *shape) or one sample of `shape`; DataError naming the
-    expected and the given shape."""
+def _npy(path: Path, shape: tuple[int, ...], token_ids: bool) -> tuple[list[str], np.ndarray]:
+    """A `.npy` array of the raw input: (N, *shape) or one sample of `shape` (integers for `token_ids`);
+    DataError naming the expected and the given shape or type."""
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -124,6 +129,8 @@ def _npy(path: Path, shape: tuple[int, ...]) -> tuple[list[str], np.ndarray]:
                         f"({', '.join(map(str, shape))}), got {tuple(x.shape)}")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{path}: expected numbers, got {x.dtype}")
+    if token_ids and not np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"{path}: expected integer token ids, got {x.dtype}")
     return [f"{path}[{i}]" for i in range(len(x))], x
 
 
