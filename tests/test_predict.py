@@ -21,12 +21,14 @@ import trainlab
 from trainlab.api import load_run
 from trainlab.data import SOURCES, build_data, load_preprocess_state
 from trainlab.deploy.graph import tabular_fill
+from trainlab.deploy.answers import rows as answer_rows
 from trainlab.deploy.inputs import read_inputs
+from trainlab.errors import DataError
 from trainlab.recipe import load_recipe
 
 from .conftest import needs_fmnist, run_cli
 
-QUIET = {"plots": False, "report": False, "tensorboard": False}
+QUIET = {"plots": False, "report": False, "trackers": []}
 
 
 def _train(recipe: dict, root) -> object:
@@ -72,6 +74,11 @@ def test_pngs_get_the_classes_evaluation_gives(fmnist):
     assert [p["input"] for p in got["predictions"]] == [str(f) for f in files[:10]]
     assert [p["prediction"] for p in got["predictions"]] == [names[i] for i in expected[:10]]
     assert got["model"]["classes"] == names and got["model"]["input"]["shape"] == ["N", 1, 28, 28]
+    table = run_cli("predict", run, files[0], files[1], "--top-k", "2")  # the default format: a rich table
+    assert table.returncode == 0, table.stderr
+    lines = [ln for ln in table.stdout.splitlines() if str(files[0].name) in ln or str(files[1].name) in ln]
+    assert len(lines) == 2 and all(names[e] in ln for e, ln in zip(expected[:2], lines))
+    assert "top 2" in table.stdout
     # a folder (class subfolders too, searched recursively and sorted), a stray file skipped with a note;
     # an RGB image of the same gray pixels converts back to them exactly
     sub = files[0].parent / "nested"
@@ -145,7 +152,7 @@ def test_onnx_backend_csv_and_top_k_agree_with_torch(fmnist, tmp_path):
 # --- table runs ---------------------------------------------------------------------------------------
 
 def _write_table(path, n=240, seed=0):
-    """Rows of age, colour (categorical), size, a class label and a price; some cells left empty."""
+    """Rows of age, colour (categorical), size, a class label and a price; some cells empty or "?"."""
     rng = np.random.default_rng(seed)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -153,7 +160,9 @@ def _write_table(path, n=240, seed=0):
         for i in range(n):
             age, colour, size = rng.normal(40, 10), rng.choice(["red", "green", "blue"]), rng.uniform(0, 5)
             label = "old" if age + (6 if colour == "red" else 0) > 42 else "young"
-            w.writerow(["" if i % 9 == 4 else f"{age:.3f}", "" if i % 11 == 6 else colour, f"{size:.3f}", label,
+            missing_age = "" if i % 9 == 4 else "?" if i % 13 == 8 else None  # "?": the recipe's data.na_values
+            w.writerow([missing_age if missing_age is not None else f"{age:.3f}", "" if i % 11 == 6 else colour,
+                        f"{size:.3f}", label,
                         f"{100 + 3 * age + 10 * size + rng.normal(0, 2):.2f}"])
     return path
 
@@ -176,6 +185,7 @@ def table_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("table")
     table = _write_table(root / "shop.csv")
     data = {"source": "csv", "path": str(table), "features": ["age", "colour", "size"], "test_fraction": 0.25,
+            "na_values": ["?"],
             "preprocess": [{"normalize": "standard"}], "batch_size": 32}
     cls = _train({"name": "cls", "data": {**data, "target": "label"}, "model": {"name": "mlp", "widths": [16]},
                   "train": {"epochs": 3}}, root)
@@ -194,7 +204,7 @@ def _test_rows(run, table):
 def test_csv_run_test_rows_match_evaluation(table_runs):
     root, table, run, _ = table_runs
     rows = _test_rows(run, table)
-    assert any(r["age"] == "" for r in rows) and any(r["colour"] == "" for r in rows)  # missing cells
+    assert {"", "?"} <= {r["age"] for r in rows} and any(r["colour"] == "" for r in rows)  # missing cells
     test_csv = _write_rows(root / "test_rows.csv", rows, ["age", "colour", "size", "price"])  # no target, extra price
     got, err = _predict_json(run, test_csv)
     evaluated = load_file(str(run / "eval" / "test_outputs.safetensors"))["outputs"]
@@ -210,6 +220,18 @@ def test_csv_run_test_rows_match_evaluation(table_runs):
     r = load_recipe(run / "recipe.yaml")
     bundle = build_data(r.data, r.seed, load_preprocess_state(run))
     assert torch.equal(loaded.prepare(filled), bundle.test.x)
+    # the same rows as TSV and Parquet encode the same; a word in a numeric column names its line
+    import pandas as pd
+
+    frame = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
+    frame.to_csv(root / "test_rows.tsv", sep="\t", index=False)
+    pd.read_csv(test_csv, na_values=["?"]).to_parquet(root / "test_rows.parquet")
+    for other in ("test_rows.tsv", "test_rows.parquet"):
+        assert np.array_equal(read_inputs([str(root / other)], loaded).x, x, equal_nan=True), other
+    frame.loc[2, "age"] = "forty"
+    frame.to_csv(root / "bad.csv", index=False)
+    with pytest.raises(DataError, match=r"bad\.csv:4: column 'age' holds numbers at training but 'forty' here"):
+        read_inputs([str(root / "bad.csv")], loaded)
 
 
 def test_csv_run_unknown_category_extra_and_missing_columns(table_runs):
@@ -271,3 +293,22 @@ def test_text_run_lines_and_literal_texts(tmp_path):
     assert [p["input"] for p in preds] == [f"{lines}:1", f"{lines}:3", f"{lines}:4", f"{lines}:5", "bread soup"]
     assert [p["prediction"] for p in preds[:4]] == want
     assert preds[4]["prediction"] == loaded.class_names[int(loaded.predict(["bread soup"]).argmax())]
+
+
+# --- answers from output arrays (no model) ------------------------------------------------------------
+
+def test_answers_by_task():
+    probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], np.float32)
+    spec = {"task": "classification", "classes": ["a", "b", "c"]}
+    got = answer_rows({"logits": np.log(probs), "probabilities": probs}, spec, top_k=5)  # k capped at 3 classes
+    assert [r["prediction"] for r in got] == ["b", "a"]
+    assert [t["class"] for t in got[1]["top_k"]] == ["a", "c", "b"]
+    assert got[0]["probabilities"] == {"a": float(probs[0, 0]), "b": float(probs[0, 1]), "c": float(probs[0, 2])}
+    multi = answer_rows({"logits": probs, "probabilities": probs}, {"task": "multilabel", "classes": ["x", "y", "z"]})
+    assert [[lab["label"] for lab in r["labels"]] for r in multi] == [["y"], []]  # above 0.5 only (0.5 is not)
+    value = answer_rows({"value": np.array([[1.5], [-2.0]], np.float32)}, {"task": "regression", "classes": None})
+    assert value == [{"value": 1.5}, {"value": -2.0}]
+    two = answer_rows({"value": np.array([[1.0, 2.0]], np.float32)}, {"task": "regression", "classes": None})
+    assert two == [{"value": [1.0, 2.0]}]
+    with pytest.raises(DataError, match=r"shape \(2, 4, 3\)"):  # a language model's per-token outputs
+        answer_rows({"logits": np.zeros((2, 4, 3)), "probabilities": np.zeros((2, 4, 3))}, spec)

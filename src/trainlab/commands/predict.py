@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import _trust
-from ._console import console
+from ._console import console, wide_console
 
 NAME = "predict"
 HELP = ("predict with a run's model on raw files: images or folders, CSV/TSV/Parquet rows, text lines, .npy "
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         text = _csv(predictor.spec, outputs, answers)
     else:
         table = _table(predictor, answers, args.top_k)
-        if out is None:
-            console.print(table)
+        if out is None:  # a pipe or a log gets the whole table, never paths folded at 80 columns
+            wide_console(max(len(a["input"]) for a in answers) + 40 + 20 * min(args.top_k, 5)).print(table)
             return 0
         import io
 

@@ -216,8 +216,10 @@ def encode_table(df: Any, info: Any, where: list[str], path: str, na_values: lis
         out.append(_numeric_column(df[c], c, where, path, na_values, infinite, c in numeric_fill)[:, None])
     for c in categorical:
         text = _cells(df[c], na_values)
-        values = text.fillna(cats[c]["fill"]).map(str)
         known = cats[c]["categories"]
+        if set(known) <= {"True", "False"}:  # training read a true/false column as booleans ("TRUE" -> "True")
+            text = text.map(lambda v: v.capitalize() if isinstance(v, str) and v.lower() in ("true", "false") else v)
+        values = text.fillna(cats[c]["fill"]).map(str)
         unknown = ~values.isin(known)
         if unknown.any():
             first = values[unknown].iloc[0]
