@@ -70,21 +70,23 @@ def run(args: argparse.Namespace) -> int:
         text = _csv(predictor.spec, outputs, answers)
     else:
         table = _table(predictor, answers, args.top_k)
+        width = max(len(a["input"]) for a in answers) + 40 + 20 * min(args.top_k, 5)
         if out is None:  # a pipe or a log gets the whole table, never paths folded at 80 columns
-            wide_console(max(len(a["input"]) for a in answers) + 40 + 20 * min(args.top_k, 5)).print(table)
+            wide_console(width).print(table)
             return 0
         import io
 
         from rich.console import Console
 
-        buf = Console(record=True, width=200, file=io.StringIO())  # the table as plain text, for the file
+        buf = Console(record=True, width=width, file=io.StringIO())  # the table as plain text, for the file
         buf.print(table)
         text = buf.export_text()
     if out is None:
         sys.stdout.write(text)
         return 0
     atomic_write(out, text)
-    console.print(f"wrote {len(answers)} predictions to {escape(str(out))}", highlight=False)
+    n = len(answers)
+    console.print(f"wrote {n} prediction{'s' if n != 1 else ''} to {escape(str(out))}", highlight=False)
     return 0
 
 
