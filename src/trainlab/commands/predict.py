@@ -117,7 +117,7 @@ def _table(predictor, answers: list[dict], top_k: int):
     meta = predictor.loaded
     title = (f"{escape(meta.recipe.name)}: {len(answers)} prediction{'s' if len(answers) != 1 else ''} "
              f"({meta.checkpoint} checkpoint, epoch {meta.epoch}, {predictor.backend})")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # the title on one line
     table.add_column("input", overflow="fold")
     task = predictor.spec["task"]
     if task == "regression":
