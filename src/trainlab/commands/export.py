@@ -12,7 +12,7 @@ HELP = "export a run's model (raw inputs, preprocessing inside) to ONNX or torch
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
-    p.add_argument("--format", required=True, help="onnx (ONNX Runtime and friends) or pt2 (torch.export)")
+    p.add_argument("--format", required=True, metavar="{onnx,pt2}", help="onnx (ONNX Runtime and friends) or pt2 (torch.export)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--out", default=None, metavar="FILE",
                    help="where to write (default <run>/export/<checkpoint>.onnx|.pt2); the suffix must match --format")
