@@ -37,6 +37,7 @@ VARIANTS = {
 
 BLOCKER = '''
 import torch
+from torch import nn
 
 class SignGate(nn.Module):
     """A branch on the data: no graph with a dynamic batch can hold it."""
@@ -53,6 +54,30 @@ class Gated(nn.Module):
 
     def forward(self, x):
         return self.gate(self.fc(x))
+
+class Inline(nn.Module):
+    """The branch in the model's own forward: no leaf layer is to blame."""
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(input_shape[0], num_classes)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y if y.mean() > 0 else y * 2
+
+class Bessel(nn.Module):
+    def forward(self, x):
+        return torch.special.bessel_j0(x)
+
+class WithBessel(nn.Module):
+    """torch.export traces it; the ONNX exporter has no translation for one of its operators."""
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(input_shape[0], num_classes)
+        self.odd = Bessel()
+
+    def forward(self, x):
+        return self.odd(self.fc(x))
 '''
 
 
@@ -98,15 +123,35 @@ def test_every_registered_model_exports_and_runs_in_onnxruntime_like_eager(case,
         assert len(set((raw_inputs(bundle, 7) != 0).sum(1).tolist())) > 1
 
 
-def test_a_layer_that_cannot_be_exported_is_named_and_nothing_is_written(tmp_path):
+@pytest.mark.parametrize("model,fmt,refusal", [
+    ("Gated", "onnx", r"layer model\.gate \(SignGate\) cannot be exported with torch\.export: .*data-dependent.*"
+                      r"\(at gated\.py:\d+: if x\.sum\(\) > 0:\)"),
+    ("Gated", "pt2", r"layer model\.gate \(SignGate\) cannot be exported with torch\.export: "),
+    ("Inline", "onnx", r"layer model \(Inline\) cannot be exported with torch\.export: .*"
+                       r"\(at gated\.py:\d+: return y if y\.mean\(\) > 0 else y \* 2\)"),
+    ("WithBessel", "onnx", r"layer model\.odd \(Bessel\) cannot be exported with the ONNX exporter: "
+                           r".*no ONNX translation of the operator prims\.bessel_j0"),
+])
+def test_a_layer_that_cannot_be_exported_is_named_and_nothing_is_written(model, fmt, refusal, tmp_path, capsys):
     (tmp_path / "gated.py").write_text(BLOCKER)
     bundle = CASES["linear"][1]()
-    loaded = loaded_for("custom", {"import": f"{tmp_path / 'gated.py'}:Gated"}, bundle, tmp_path)
-    out = tmp_path / "gated.onnx"
-    with pytest.raises(RecipeError, match=r"layer model\.gate \(SignGate\) cannot be exported") as e:
-        export(loaded, "onnx", out, sample=raw_inputs(bundle, 4))
+    loaded = loaded_for("custom", {"import": f"{tmp_path / 'gated.py'}:{model}"}, bundle, tmp_path)
+    out = tmp_path / f"gated.{fmt}"
+    with pytest.raises(RecipeError, match=refusal) as e:
+        export(loaded, fmt, out, sample=raw_inputs(bundle, 4))
     assert "\n" not in str(e.value)
-    assert not out.exists() and list(tmp_path.glob("*.onnx*")) == []
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["gated.py"]
+    assert capsys.readouterr() == ("", "")  # the exporters' prints and warnings kept off the console
+
+
+def test_an_operator_only_onnx_lacks_still_exports_to_pt2(tmp_path):
+    (tmp_path / "gated.py").write_text(BLOCKER)
+    bundle = CASES["linear"][1]()
+    loaded = loaded_for("custom", {"import": f"{tmp_path / 'gated.py'}:WithBessel"}, bundle, tmp_path)
+    res = export(loaded, "pt2", tmp_path / "b.pt2", sample=raw_inputs(bundle, 4))
+    x = raw_inputs(bundle, 7)
+    (logits, _) = torch.export.load(str(res.path)).module()(x)
+    assert torch.allclose(logits, torch.from_numpy(eager(loaded, x)[0]), atol=1e-5)
 
 
 def test_an_export_that_does_not_match_eager_is_not_written(tmp_path, monkeypatch):

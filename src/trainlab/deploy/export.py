@@ -273,36 +273,56 @@ def refusal(module: Any, example: Any, error: BaseException, exporter: str) -> s
 
 
 def first_line(error: BaseException) -> str:
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300]
+    """The exporter's reason in one line, without the graph it prints before it, and where in the
+    user's code it happened when the exporter says (`The following call raised this error:`)."""
+    import re
+
+    text = str(error)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    graph = re.compile(r'^(def |# File|return |[\w.]+: "|[\w.]+ = )')  # torch.export's dump of the graph so far
+    reason = next((ln for ln in lines if not graph.match(ln)), type(error).__name__)[:300]
+    op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", text)
+    if op:  # the ONNX exporter's summary sits under a banner of next steps: name the operator instead
+        reason = f"no ONNX translation of the operator {op.group(1)}"
+    at = re.search(r'raised this error:\s*File "([^"]+)", line (\d+), in \w+\s*\n\s*(.+)', text)
+    if at:
+        reason += f" (at {Path(at.group(1)).name}:{at.group(2)}: {at.group(3).strip()[:120]})"
+    return reason
 
 
 def blocking_layer(module: Any, example: Any, exporter: str) -> tuple[str, str, BaseException] | None:
-    """(path, class name, error) of the first leaf layer, in forward order, that fails to export
-    alone on the inputs the eager forward gave it; None when each exports alone."""
+    """(path, class name, error) of the innermost layer that fails to export alone, with a dynamic
+    batch, on the inputs the eager forward gave it: leaves first, then the layers around them (a
+    branch on the data may sit in a container's own forward), each depth in forward order; None
+    when every layer exports alone."""
     import torch
 
-    seen: list[tuple[str, Any, tuple, dict]] = []
-    hooks = []
-    for name, sub in module.named_modules():
-        if name and not any(True for _ in sub.children()):
-            hooks.append(sub.register_forward_hook(
-                lambda m, args, kwargs, out, name=name: seen.append((name, m, args, kwargs)), with_kwargs=True))
+    seen: dict[str, tuple[Any, tuple, dict]] = {}
+
+    def keep(name: str):
+        def hook(m, args, kwargs, out) -> None:  # returns None: the output stays as it is
+            seen.setdefault(name, (m, args, kwargs))
+        return hook
+
+    hooks = [sub.register_forward_hook(keep(name), with_kwargs=True) for name, sub in module.named_modules() if name]
     try:
         with torch.no_grad():
             module(example)
-    except Exception:
+    except Exception:  # the layers before the one that failed eagerly were still seen
         pass
     finally:
         for h in hooks:
             h.remove()
-    done = set()
-    for name, sub, args, kwargs in seen:
-        if name in done:
-            continue
-        done.add(name)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    order = sorted(seen, key=lambda n: -n.count("."))  # stable: forward order within a depth
+    for name in order:
+        sub, args, kwargs = seen[name]
+        dynamic = None
+        if not kwargs:  # the batch axis of each input that has it
+            dynamic = tuple({0: batch} if isinstance(a, torch.Tensor) and a.ndim and a.shape[0] == len(example)
+                            else None for a in args)
         try:
-            program = torch.export.export(sub, args, kwargs, strict=False)
+            program = torch.export.export(sub, args, kwargs, dynamic_shapes=dynamic, strict=False)
             if exporter != "torch.export":
                 torch.onnx.export(program, dynamo=True, external_data=False, verbose=False)
         except Exception as e:
