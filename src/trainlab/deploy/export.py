@@ -56,7 +56,8 @@ def export(loaded: Any, fmt: str = "onnx", out: Path | None = None, sample: Any 
     """`loaded`'s (an `api.LoadedRun`) raw-input graph as one file in `fmt` at `out` (default
     `default_path`), the batch axis dynamic, checked before it is written: the exported program and
     eager PyTorch on `sample` (raw inputs; default `raw_sample(loaded)`, a sample of the test split)
-    must agree to `TOLERANCE`, on the whole sample and on its first sample alone.
+    must agree to `TOLERANCE`, on the whole sample and on its first sample alone. The export runs
+    on the CPU: `loaded.model` is moved there (load the run with device="cpu").
 
     Raises RecipeError for a bad `fmt` or `out` suffix, or a model the exporter cannot take (naming
     the layer), DataError when the check fails (naming the difference)."""
@@ -264,12 +265,12 @@ def max_abs_diff(want: list[list[Any]], got: list[list[Any]]) -> float:
 # --- naming what blocks an export ------------------------------------------------------------------------
 
 def refusal(module: Any, example: Any, error: BaseException, exporter: str) -> str:
-    """One line: the layer (module path and class) that `exporter` cannot take, found by exporting
-    each leaf layer alone on the inputs it saw, and the exporter's first line about it."""
+    """One line: the layer (module path and class) that `exporter` cannot take (`blocking_layer`)
+    and the exporter's reason; "the model" and the whole export's reason when no layer fails alone."""
     layer = blocking_layer(module, example, exporter) if example is not None else None
     where = f"layer {layer[0]} ({layer[1]})" if layer else "the model"
-    return (f"model.name: {where} cannot be exported with {exporter}: "
-            f"{type(error).__name__}: {first_line(layer[2] if layer else error)}")
+    why = layer[2] if layer else error
+    return f"model.name: {where} cannot be exported with {exporter}: {type(why).__name__}: {first_line(why)}"
 
 
 def first_line(error: BaseException) -> str:
