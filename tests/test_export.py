@@ -272,6 +272,22 @@ def test_a_regression_graph_answers_in_original_units_and_pt2_loads_and_runs(tmp
         assert np.abs(got.detach().numpy() - last[:n]).max() <= 1e-4 * max(1.0, float(np.abs(last).max()))
 
 
+def test_a_regression_value_of_large_magnitude_is_checked_relative_to_it(tmp_path):
+    from trainlab.data import DataBundle, DataInfo, Split
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 12, generator=g)
+    bundle = DataBundle(Split(x, torch.zeros(16, 1)), None, None, DataInfo("regression", (12,), None, 1, "vector"))
+    loaded = loaded_for("linear", {}, bundle, tmp_path)
+    with torch.no_grad():
+        loaded.model[-1].bias.fill_(250_000.0)  # a price: float32 holds it to ~0.02
+    res = export(loaded, "onnx", tmp_path / "price.onnx", sample=x[:8])
+    value = eager(loaded, x[:8])[0]
+    assert res.allowed == pytest.approx(1e-4 * float(np.abs(value).max()))
+    (got,) = onnx_session(res.path).run(None, {"input": x[:8].numpy()})
+    assert np.abs(got - value).max() <= res.allowed and np.abs(value).min() > 2e5
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     bundle_recipe = {"name": "tiny", "seed": 0, "data": {"source": "synthetic:classification", "n": 200},

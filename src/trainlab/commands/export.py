@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"wrote {escape(str(res.path))} ({res.size / 1e6:.2f} MB, {res.format}, "
                   f"{loaded.checkpoint} checkpoint, epoch {loaded.epoch}) in {res.seconds:.1f} s", highlight=False)
     console.print(f"checked: max |Δ| {res.max_diff:.3g} against eager PyTorch on {res.samples} samples "
-                  f"({escape(res.sample_source)}) and on one alone (allowed 1e-4)", highlight=False)
+                  f"({escape(res.sample_source)}) and on one alone (allowed {res.allowed:.3g})", highlight=False)
     console.print(f"input: {spec['name']} {spec['dtype']} {shape}: {escape(spec['description'])}", highlight=False)
     console.print(f"outputs: {outputs}; preprocessing inside: {escape('; '.join(res.spec['preprocessing']) or 'none')}",
                   highlight=False)
