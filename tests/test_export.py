@@ -288,6 +288,30 @@ def test_a_regression_value_of_large_magnitude_is_checked_relative_to_it(tmp_pat
     assert np.abs(got - value).max() <= res.allowed and np.abs(value).min() > 2e5
 
 
+def test_a_text_run_exports_token_ids_and_is_checked_on_its_padded_test_texts(tmp_path, capsys):
+    from .conftest import REPO
+
+    model = {"name": "rnn", "cell": "lstm", "bidirectional": True, "pool": "last", "embed_dim": 16, "hidden": 16}
+
+    recipe = {"name": "text", "seed": 0,
+              "data": {"source": "text_csv", "path": str(REPO / "recipes/data/python_docs.csv"), "max_len": 24,
+                       "min_freq": 2, "subset": 300, "batch_size": 64},
+              "model": model,
+              "train": {"epochs": 1, "device": "cpu"},
+              "output": {"root": str(tmp_path / "runs"), "plots": False, "report": False}}
+    run = trainlab.train(recipe, run_dir=tmp_path / "run", progress=False)
+    assert main(["export", str(run.path), "--format", "onnx"]) == 0
+    printed = capsys.readouterr().out
+    assert "on 256 samples (test split)" in printed and "int64 (N, 24)" in printed
+    assert "the batch N is dynamic, the length fixed" in printed
+    loaded = load_run(run.path)
+    texts = ["Return the number of items in a container.", "open a file", ""]
+    ids = loaded.encode_texts(texts)  # different lengths, right-padded with 0
+    assert len(set((ids != 0).sum(1).tolist())) == 3
+    (logits, _) = onnx_session(run.path / "export" / "best.onnx").run(None, {"input": ids.numpy()})
+    assert np.abs(logits - loaded.predict(texts).numpy()).max() <= 1e-4
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     bundle_recipe = {"name": "tiny", "seed": 0, "data": {"source": "synthetic:classification", "n": 200},

@@ -156,7 +156,7 @@ def io_spec(loaded: Any) -> dict[str, Any]:
     (name, dtype, shape with N the batch, what the values mean) and how to read its answers."""
     info = loaded.info
     shape = ["N", *[int(s) for s in info.input_shape]]
-    spec: dict[str, Any] = {"name": "input", "shape": shape, "kind": info.kind,
+    spec: dict[str, Any] = {"name": "input", "shape": shape, "kind": info.kind, "dynamic": ["N"],
                             "dtype": "int64" if info.kind == "tokens" else "float32"}
     if info.kind == "image":
         c = int(info.input_shape[0])
