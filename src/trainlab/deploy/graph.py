@@ -24,10 +24,11 @@ from torch import nn
 class RawModel(nn.Module):
     """`loaded` (an `api.LoadedRun`) as raw inputs -> (logits, probabilities) or (value,)."""
 
-    def __init__(self, loaded: Any):
+    def __init__(self, loaded: Any, for_export: bool = False):
         super().__init__()
         info = loaded.info
-        self.model = loaded.model
+        # for_export: the same function written so torch.export can trace it (see `export_ready`)
+        self.model = export_ready(loaded.model) if for_export else loaded.model
         self.kind, self.task = info.kind, info.task
         self.steps = list(loaded.preprocess)
         fill = tabular_fill(info)
@@ -60,6 +61,75 @@ class RawModel(nn.Module):
         return out, torch.softmax(out, dim=-1)
 
 
+def export_ready(model: nn.Module) -> nn.Module:
+    """`model`, or where a layer of it cannot be traced with a dynamic batch, an equivalent that
+    can: a recurrent classifier over right-padded tokens packs its sequences (data-dependent shapes
+    torch.export refuses), so it becomes `UnpackedRNN`, the same answers without packing."""
+    from ..models.rnn import RNNClassifier
+
+    if isinstance(model, RNNClassifier) and model.pad is not None:
+        return UnpackedRNN(model)
+    return model
+
+
+class UnpackedRNN(nn.Module):
+    """`RNNClassifier`'s packed forward on right-padded tokens without packing: each (layer,
+    direction) runs as its own one-layer RNN over the whole padded length (sharing the weights); the
+    reverse direction reads each row reversed within its true length, so neither direction's state
+    at a true step depends on the padding, and `last` pooling takes each state at the true end."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        rnn = model.rnn
+        self.model, self.dirs, self.layers = model, model.dirs, rnn.num_layers
+        cells = []
+        for layer in range(rnn.num_layers):
+            for d in range(model.dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                size = rnn.input_size if layer == 0 else rnn.hidden_size * model.dirs
+                cell = type(rnn)(size, rnn.hidden_size, 1, bias=rnn.bias, batch_first=True,
+                                 **({"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}))
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    if hasattr(rnn, name + sfx):
+                        setattr(cell, name + "_l0", getattr(rnn, name + sfx))  # shared, not copied
+                cells.append(cell)
+        self.cells = nn.ModuleList(cells)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        e = m.drop(m.embed(x))
+        mask = x != m.pad
+        lengths = mask.sum(1).clamp_min(1)
+        pos = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        # row n's steps j < length reversed (length-1-j), the padding after them left in place
+        rev = torch.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)
+        end = (lengths - 1).view(-1, 1, 1)
+        inp, finals = e, []
+        for layer in range(self.layers):
+            outs, finals = [], []
+            for d in range(self.dirs):
+                cell = self.cells[layer * self.dirs + d]
+                seq = inp if d == 0 else _take_steps(inp, rev)
+                out = cell(seq)[0]
+                finals.append(out.gather(1, end.expand(-1, 1, out.shape[-1])).squeeze(1))
+                outs.append(out if d == 0 else _take_steps(out, rev))
+            inp = torch.cat(outs, dim=-1)
+        out = inp * mask.unsqueeze(-1).to(inp.dtype)  # packed outputs are 0 past the true end
+        if m.pool == "last":
+            feat = torch.cat(finals, dim=-1)
+        elif m.pool == "mean":
+            w = mask.unsqueeze(-1).to(out.dtype)
+            feat = (out * w).sum(1) / w.sum(1).clamp_min(1)
+        else:
+            feat = out.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1).nan_to_num(0.0, neginf=0.0)
+        return m.head(m.drop(feat))
+
+
+def _take_steps(seq: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """seq (N, T, F) with its steps reordered per row by index (N, T)."""
+    return seq.gather(1, index.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+
+
 def tabular_fill(info: Any) -> torch.Tensor | None:
     """(1, features) values that replace NaN in a table run's encoded row: each numeric column's
     training imputation value, 0 in one-hot columns (a missing categorical cell is turned into its
@@ -86,7 +156,7 @@ def io_spec(loaded: Any) -> dict[str, Any]:
     (name, dtype, shape with N the batch, what the values mean) and how to read its answers."""
     info = loaded.info
     shape = ["N", *[int(s) for s in info.input_shape]]
-    spec: dict[str, Any] = {"name": "input", "shape": shape, "kind": info.kind,
+    spec: dict[str, Any] = {"name": "input", "shape": shape, "kind": info.kind, "dynamic": ["N"],
                             "dtype": "int64" if info.kind == "tokens" else "float32"}
     if info.kind == "image":
         c = int(info.input_shape[0])
@@ -100,7 +170,8 @@ def io_spec(loaded: Any) -> dict[str, Any]:
                                "one-hot over the training categories (all zeros = unknown)")
     elif info.kind == "tokens":
         spec["description"] = ("token ids from the run's data/vocab.json (0 = <pad>, 1 = <unk>), truncated "
-                               "and right-padded with 0 to the training length")
+                               f"and right-padded with 0 to the training length {info.input_shape[-1]} "
+                               "(the batch N is dynamic, the length fixed)")
         spec["vocab_size"] = info.extra.get("vocab_size")
     else:
         spec["description"] = "the feature row the run's data source gives"
