@@ -96,7 +96,8 @@ class Holder:
 
 
 # --- 1, 2: one writer per run --------------------------------------------------------------------
-@pytest.mark.parametrize("command", [["train", "--resume"], ["evaluate"], ["report"], ["lr-find", "RECIPE", "--run-dir"]])
+@pytest.mark.parametrize("command", [["train", "--resume"], ["evaluate"], ["report"], ["lr-find", "RECIPE", "--run-dir"],
+                                     ["export", "--format", "onnx"]])
 def test_a_run_held_by_another_process_is_refused_naming_the_holder(run, tmp_path, capsys, command):
     env_before = (run / "env.json").read_bytes()
     (run / "env.json").write_text(json.dumps({**env(run), "status": "interrupted"}))  # resumable
@@ -106,7 +107,7 @@ def test_a_run_held_by_another_process_is_refused_naming_the_holder(run, tmp_pat
         line = err_lines(capsys)[-1]
     assert line.startswith(f"trainlab: error: {run}: in use by pid {h.proc.pid} on {platform.node()} since then (")
     assert env(run)["status"] == "interrupted" and env(run)["pid"] == json.loads(env_before)["pid"]
-    assert not (run / "lr_find.json").exists()
+    assert not (run / "lr_find.json").exists() and not (run / "export").exists()
 
 
 def test_resume_refuses_a_run_whose_recorded_process_is_alive(run, capsys):

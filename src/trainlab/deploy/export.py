@@ -62,13 +62,24 @@ def export(loaded: Any, fmt: str = "onnx", out: Path | None = None, sample: Any 
 
     Raises RecipeError for a bad `fmt` or `out` suffix, or a model the exporter cannot take (naming
     the layer), DataError when the check fails (naming the difference)."""
+
+
+    out = Path(out) if out is not None else default_path(loaded.path, fmt, loaded.checkpoint)
+    check_format(fmt, out)
+    if out.resolve().is_relative_to(Path(loaded.path).resolve()):
+        from ..track.rundir import RunDir
+
+        with RunDir.open(loaded.path).lock():  # a file inside the run: one writer at a time, never a live run
+            return _export(loaded, fmt, out, sample)
+    return _export(loaded, fmt, out, sample)
+
+
+def _export(loaded: Any, fmt: str, out: Path, sample: Any) -> Exported:
     import torch
 
     from ..io import atomic_write
     from .graph import RawModel, io_spec
 
-    out = Path(out) if out is not None else default_path(loaded.path, fmt, loaded.checkpoint)
-    check_format(fmt, out)
     start = time.perf_counter()
     module = RawModel(loaded).to("cpu").eval()  # the run's own model: what the file must match
     traced = RawModel(loaded, for_export=True).to("cpu").eval()
