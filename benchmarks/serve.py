@@ -254,6 +254,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-requests", type=int, default=200, help="32-sample requests at c=32 (default 200)")
     p.add_argument("--latency-requests", type=int, default=200, help="sequential requests at c=1 (default 200)")
     p.add_argument("--limit", type=float, default=30.0, help="seconds per load at most (default 30)")
+    p.add_argument("--loads", nargs="+", default=[n for n, _, _ in LOADS], choices=[n for n, _, _ in LOADS],
+                   help="which loads (default all)")
+    p.add_argument("--servers", nargs="+", default=None, metavar="WORDS",
+                   help="only the servers whose label holds one of these words (e.g. onnx peer)")
     p.add_argument("--markdown", action="store_true", help="end with one JSON line of markdown (run_all.py)")
     p.add_argument("--peer", nargs=2, metavar=("PORT", "RUN"), help=argparse.SUPPRESS)
     p.add_argument("--litserve", nargs=3, metavar=("PORT", "RUN", "MAX_BATCH"), help=argparse.SUPPRESS)
@@ -290,11 +294,14 @@ def main(argv=None) -> int:
             if has_litserve:
                 servers.update({f"LitServe 0.2, onnx, max_batch_size {b}": [py, str(HERE / "serve.py"), "--litserve",
                                                                             "{port}", str(run), str(b)] for b in (32, 1)})
+            if a.servers:
+                servers = {s: c for s, c in servers.items() if any(w in s for w in a.servers)}
             results: dict[str, list] = {s: [] for s in servers}
             for rep in range(a.reps):
                 for s, cmd in servers.items():  # interleaved: each repetition visits every server
                     print(f"{m} rep {rep + 1}: {s}", flush=True)
-                    loads = LOADS if "LitServe" not in s else LOADS[:2]  # LitServe decodes JSON bodies only
+                    loads = [ld for ld in LOADS if ld[0] in a.loads
+                             and ("LitServe" not in s or ld[2] == 1)]  # LitServe decodes JSON bodies only
                     results[s].append(measure(cmd, loads, a))
             med = {s: median_of(r) for s, r in results.items()}
             b = bare(onnx_file)
@@ -308,15 +315,18 @@ def main(argv=None) -> int:
                     lines.append(f"| {s} | {name} | {x['rps']:.0f} | {x['sps']:.0f} | {x['p50']:.2f} | {x['p99']:.2f} "
                                  f"| {x['errors']:.0f} |")
             lines.append("")
-            peer = med["minimal FastAPI + ONNX Runtime (peer)"]["c1 x1"]["p50"]
-            served = med["trainlab serve, onnx, max-batch 32"]["c1 x1"]["p50"]
-            verdicts.append(f"- {m}: served single-sample latency (onnx, c=1) within 1.5x of the bare call + HTTP "
-                            f"(the peer): {served:.2f} / {peer:.2f} ms = {served / peer:.2f} -> "
-                            f"**{'PASS' if served <= 1.5 * peer else 'FAIL'}**")
+            peer = med.get("minimal FastAPI + ONNX Runtime (peer)", {}).get("c1 x1", {}).get("p50")
+            served = med.get("trainlab serve, onnx, max-batch 32", {}).get("c1 x1", {}).get("p50")
+            if peer and served:
+                verdicts.append(f"- {m}: served single-sample latency (onnx, c=1) within 1.5x of the bare call + HTTP "
+                                f"(the peer): {served:.2f} / {peer:.2f} ms = {served / peer:.2f} -> "
+                                f"**{'PASS' if served <= 1.5 * peer else 'FAIL'}**")
             for be in ("torch", "onnx"):
                 for name in ("c32 x1", "c32 x32"):
-                    on = med[f"trainlab serve, {be}, max-batch 32"][name]["sps"]
-                    off = med[f"trainlab serve, {be}, max-batch 1"][name]["sps"]
+                    on = med.get(f"trainlab serve, {be}, max-batch 32", {}).get(name, {}).get("sps")
+                    off = med.get(f"trainlab serve, {be}, max-batch 1", {}).get(name, {}).get("sps")
+                    if not (on and off):
+                        continue
                     verdicts.append(f"- {m}, {be}, {name}: throughput with dynamic batching >= 3x without it: "
                                     f"{on:.0f} / {off:.0f} samples/s = {on / off:.2f} -> **{'PASS' if on >= 3 * off else 'FAIL'}**")
     load1 = os.getloadavg()

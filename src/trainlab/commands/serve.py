@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from ..deploy.server import MiB, make_app
-    from ..errors import RunDirError
 
     _check(args)
     max_body = args.max_body * MiB
@@ -67,22 +66,19 @@ def run(args: argparse.Namespace) -> int:
         predictor = Predictor(args.run_dir, args.backend, args.checkpoint, trust_code=args.trust_code)
         app, run_dir = make_app(predictor, args.max_batch, max_body), predictor.run_dir
     else:
-        # each worker process loads its own model: uvicorn starts them from an import string
-        from pathlib import Path
+        # each worker process loads its own model: uvicorn starts them from an import string. Loading it
+        # here first turns a bad run into one line before any worker starts, and writes the ONNX export
+        # once rather than in K workers at the same time
+        from ..deploy.predictor import Predictor
 
-        if not (Path(args.run_dir) / "recipe.yaml").is_file():
-            raise RunDirError(f"{args.run_dir}: not a run directory (no recipe.yaml)")
-        if args.backend == "onnx":  # export once here, not in K workers at the same time
-            from ..deploy.predictor import Predictor
-
-            Predictor(args.run_dir, "onnx", args.checkpoint, trust_code=args.trust_code)
+        run_dir = Predictor(args.run_dir, args.backend, args.checkpoint, trust_code=args.trust_code).run_dir
         threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
                       // args.workers)
         os.environ["TRAINLAB_SERVE"] = json.dumps({
-            "run_dir": str(args.run_dir), "backend": args.backend, "checkpoint": args.checkpoint,
+            "run_dir": str(run_dir), "backend": args.backend, "checkpoint": args.checkpoint,
             "trust_code": bool(args.trust_code), "max_batch": args.max_batch, "max_body": max_body,
             "threads": threads})
-        app, run_dir = "trainlab.deploy.server:app_from_env", args.run_dir
+        app = "trainlab.deploy.server:app_from_env"
     console.print(f"serving {escape(str(run_dir))} at {url} (backend {args.backend}, {args.checkpoint} checkpoint, "
                   f"max batch {args.max_batch}, {args.workers} worker{'s' if args.workers > 1 else ''}); "
                   f"docs at {url}/docs; Ctrl-C stops", highlight=False)
