@@ -129,7 +129,7 @@ MALFORMED = [
     ({"json": {"instances": [[1, 2, 3]]}}, 422, "instances[0]: expected shape (1, 28, 28), got (3,)"),
     ({"json": {"instances": [ROW, [0] * 27]}}, 422, "instances[1]: expected shape (1, 28, 28), got (27,)"),
     ({"json": {"instances": [[[["a"] * 28] * 28]]}}, 422, "instances[0]: expected numbers"),
-    ({"json": {"instances": [[[[0] * 28] * 27 + [[0] * 5]]]}}, 422, "instances[0]"),
+    ({"json": {"instances": [[[[0] * 28] * 27 + [[0] * 5]]]}}, 422, "instances[0]: not an array (nested lists of unequal"),
     ({"json": {"instances": [[[[300] * 28] * 28]]}}, 422, "instances[0]: pixel values must lie in 0..255"),
     ({"json": [1, 2]}, 422, "body: expected a JSON object"),
     ({"json": {"instances": []}}, 422, "instances: expected a non-empty list"),

@@ -132,7 +132,8 @@ def parse_instances(body: bytes, predictor: Any) -> np.ndarray:
         try:
             a = np.asarray(item)
         except (ValueError, TypeError, OverflowError):
-            raise ClientError(422, f"{where}: nested lists of unequal lengths; expected shape {want}") from None
+            raise ClientError(422, f"{where}: not an array (nested lists of unequal lengths, or too deep); "
+                                   f"expected shape {want}") from None
         if a.dtype == object or a.dtype.kind in "USV":
             raise ClientError(422, f"{where}: expected numbers, got {type(item).__name__} of {a.dtype}")
         if a.shape != want:
