@@ -213,6 +213,57 @@ def test_batches_and_large_requests(server, predictor, images):
     assert meta["server"]["max_batch"] == 32 and meta["backend"] == "torch"
 
 
+class GatedPredictor:
+    """The predictor, whose first call waits for `gate`: requests sent meanwhile queue up."""
+
+    def __init__(self, predictor):
+        self.predictor, self.gate, self.sizes = predictor, threading.Event(), []
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def __call__(self, x):
+        self.sizes.append(len(x))
+        if len(self.sizes) == 1:
+            assert self.gate.wait(60)
+        return self.predictor(x)
+
+
+def test_server_batches_concurrent_requests(predictor, images):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trainlab.deploy.server import make_app
+
+    gated = GatedPredictor(predictor)
+    s = ServerThread(make_app(gated, max_batch=32))
+    try:
+        with ThreadPoolExecutor(11) as pool:
+            first = pool.submit(httpx.post, f"{s.url}/predict", json={"instances": images[:1].tolist()}, timeout=60)
+            for _ in range(2000):  # bounded: until the first request holds the model
+                if gated.sizes:
+                    break
+                httpx.get(f"{s.url}/health")
+            rest = [pool.submit(httpx.post, f"{s.url}/predict", json={"instances": images[i:i + 1].tolist()},
+                                timeout=60) for i in range(1, 11)]
+            for _ in range(2000):  # bounded: until the ten wait in the batcher's queue
+                if httpx.get(f"{s.url}/metadata").json()["server"]["queued"] == 10:
+                    break
+            else:
+                raise AssertionError("the requests never queued")
+            gated.gate.set()
+            answers = [first.result()] + [f.result() for f in rest]
+        assert gated.sizes == [1, 10]  # the ten that arrived together: one model call
+        want = predictor(images[:11])["probabilities"]
+        for i, r in enumerate(answers):  # and each its own answer
+            assert r.status_code == 200
+            np.testing.assert_allclose(r.json()["predictions"][0]["probabilities"], want[i], rtol=1e-5, atol=1e-6)
+        stats = httpx.get(f"{s.url}/metadata").json()["server"]
+        assert (stats["model_calls"], stats["samples"], stats["largest_batch"]) == (2, 11, 10)
+    finally:
+        gated.gate.set()
+        s.stop()
+
+
 def test_batcher_merges_requests_that_arrive_together(predictor, images):
     from trainlab.deploy.server import Batcher
 
@@ -233,7 +284,7 @@ def test_batcher_merges_requests_that_arrive_together(predictor, images):
     want = predictor(images)["probabilities"]
     parts, outs, stats = asyncio.run(main(8))
     assert calls == [8, 8, 4, 5]  # whole requests up to 8 samples; the 5-sample one did not fit beside 4
-    assert stats == {"max_batch": 8, "model_calls": 4, "samples": 25, "largest_batch": 8}
+    assert stats == {"max_batch": 8, "model_calls": 4, "samples": 25, "largest_batch": 8, "queued": 0}
     for i, out in enumerate(outs[:20]):  # each request got its own rows back
         np.testing.assert_allclose(out["probabilities"], want[i:i + 1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[20]["probabilities"], want[:5], rtol=1e-5, atol=1e-6)

@@ -57,8 +57,9 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="trainlab-model")
 
     def stats(self) -> dict[str, int]:
+        """Counters: model calls, samples through them, the largest batch, requests waiting now."""
         return {"max_batch": self.max_batch, "model_calls": self.calls, "samples": self.samples,
-                "largest_batch": self.largest}
+                "largest_batch": self.largest, "queued": self._queue.qsize() if self._queue is not None else 0}
 
     async def submit(self, x: np.ndarray) -> dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
