@@ -14,7 +14,9 @@
    (`trainlab train`, every artifact on) beside the four peers' scripts, and a trainlab process's
    time split.
 3. Time to accuracy (`time_to_accuracy.py`): the shipped recipes over several seeds.
-4. The machine: CPU model, cores, threads, torch and peer versions, date, and the measured matmul
+4. Serving (`serve.py`): `trainlab serve` under a bounded local load, both backends, batching on/off,
+   beside a minimal FastAPI endpoint and LitServe.
+5. The machine: CPU model, cores, threads, torch and peer versions, date, and the measured matmul
    peak (probed afresh: the cached one may come from a busy moment).
 
 Run it on a quiet machine: another process on the cores changes every figure.
@@ -169,6 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-process", action="store_true", help="skip the whole-process benchmark (process.py)")
     p.add_argument("--process-reps", type=int, default=3, help="repetitions of every whole process (default 3)")
     p.add_argument("--knob-reps", type=int, default=3, help="repetitions per knob (default 3)")
+    p.add_argument("--skip-serve", action="store_true", help="skip the serving benchmark (serve.py)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 repetition, 2 epochs on 6000 samples; time to accuracy: the MLP recipe, 1 seed, 1 epoch")
     p.add_argument("--out", default=str(HERE / "results.md"))
@@ -200,6 +203,13 @@ def main(argv=None) -> int:
         sys.stderr.write(res.stderr[-3000:])
         body += (json.loads(res.stdout.strip().splitlines()[-1])["markdown"] if res.returncode == 0
                  else ["### knobs", "", "failed: see the output of knobs.py"]) + [""]
+    if not a.skip_serve:
+        cmd = [sys.executable, str(HERE / "serve.py"), "--markdown"] + (["--reps", "1", "--models", "mlp"] if a.quick else [])
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT, check=False)
+        sys.stderr.write(res.stderr[-3000:])
+        serve = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else None
+        body += (serve["markdown"] if serve else ["### serving", "", "failed: see the output of serve.py"]) + [""]
+        verdicts += serve["verdicts"] if serve else []
     if not a.skip_tta:
         cmd = [sys.executable, str(HERE / "time_to_accuracy.py"), "--seeds", str(a.seeds), "--markdown"]
         if a.threads:
