@@ -103,6 +103,11 @@ def npy(a) -> bytes:
     return buf.getvalue()
 
 
+def probs(row: dict) -> list[float]:
+    """An answer's probabilities in class order (a JSON object keeps its keys' order)."""
+    return list(row["probabilities"].values())
+
+
 def good_request(i: int, images) -> dict:
     """Request i: image i % 20 as JSON instances, a .npy body, a multipart upload or a PNG body."""
     x = images[i % len(images)]
@@ -185,9 +190,9 @@ def test_load_with_malformed_requests_mixed_in(server, predictor, images):
             assert r.status_code == 200, (i, r.text)
             (row,) = r.json()["predictions"]
             p = want[i % len(images)]
-            np.testing.assert_allclose(row["probabilities"], p, rtol=1e-5, atol=1e-6)
-            assert row["label"] == classes[int(np.argmax(p))] and row["index"] == int(np.argmax(p))
-            assert [t["label"] for t in row["top_k"]] == [classes[k] for k in np.argsort(-p, kind="stable")[:3]]
+            np.testing.assert_allclose(probs(row), p, rtol=1e-5, atol=1e-6)
+            assert list(row["probabilities"]) == classes and row["prediction"] == classes[int(np.argmax(p))]
+            assert [t["class"] for t in row["top_k"]] == [classes[k] for k in np.argsort(-p, kind="stable")[:3]]
         else:
             _, status, words = bad[i]
             assert r.status_code == status, (i, r.text)
@@ -205,9 +210,9 @@ def test_batches_and_large_requests(server, predictor, images):
     assert r.status_code == 200
     rows = r.json()["predictions"]
     assert len(rows) == 20 and all(len(row["top_k"]) == 10 for row in rows)
-    np.testing.assert_allclose([row["probabilities"] for row in rows], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([probs(row) for row in rows], want, rtol=1e-5, atol=1e-6)
     r = httpx.post(f"{server.url}/predict", json={"instances": images.tolist()})
-    np.testing.assert_allclose([row["probabilities"] for row in r.json()["predictions"]], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([probs(row) for row in r.json()["predictions"]], want, rtol=1e-5, atol=1e-6)
     meta = httpx.get(f"{server.url}/metadata").json()
     assert meta["classes"][0] == "T-shirt/top" and meta["input"]["shape"] == ["N", 1, 28, 28]
     assert meta["server"]["max_batch"] == 32 and meta["backend"] == "torch"
@@ -256,7 +261,7 @@ def test_server_batches_concurrent_requests(predictor, images):
         want = predictor(images[:11])["probabilities"]
         for i, r in enumerate(answers):  # and each its own answer
             assert r.status_code == 200
-            np.testing.assert_allclose(r.json()["predictions"][0]["probabilities"], want[i], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(probs(r.json()["predictions"][0]), want[i], rtol=1e-5, atol=1e-6)
         stats = httpx.get(f"{s.url}/metadata").json()["server"]
         assert (stats["model_calls"], stats["samples"], stats["largest_batch"]) == (2, 11, 10)
     finally:
@@ -364,7 +369,7 @@ def test_cli_serves_onnx_and_stops_on_ctrl_c(tmp_path, run_dir, predictor, image
         assert p.poll() is None, p.communicate()
         r = httpx.post(f"{url}/predict", json={"instances": images[:4].tolist()})
         assert r.status_code == 200
-        np.testing.assert_allclose([row["probabilities"] for row in r.json()["predictions"]],
+        np.testing.assert_allclose([probs(row) for row in r.json()["predictions"]],
                                    predictor(images[:4])["probabilities"], atol=1e-5)
         meta = httpx.get(f"{url}/metadata").json()
         assert meta["backend"] == "onnx" and meta["server"]["max_batch"] == 4

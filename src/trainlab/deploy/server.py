@@ -23,11 +23,12 @@ from typing import Any, Callable
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from ..errors import DataError
+from .answers import rows
 
 MiB = 2 ** 20
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
@@ -178,25 +179,6 @@ def parse_image(data: bytes, predictor: Any, where: str) -> np.ndarray:
         raise ClientError(422, str(e)) from None
 
 
-def answers(out: dict[str, np.ndarray], spec: dict[str, Any], top_k: int) -> list[dict[str, Any]]:
-    """One JSON row per sample: the value (regression), the labels at p >= 0.5 (multi-label), or the
-    class, its probability and the top k (classification), with every probability."""
-    classes = spec.get("classes") or []
-    if spec["task"] == "regression":
-        return [{"value": v.tolist() if v.size > 1 else float(v.reshape(-1)[0])} for v in out["value"]]
-    rows = []
-    for p in out["probabilities"]:
-        names = classes if len(classes) == len(p) else [str(i) for i in range(len(p))]
-        if spec["task"] == "multilabel":
-            rows.append({"labels": [names[i] for i in np.flatnonzero(p >= 0.5)], "probabilities": p.tolist()})
-            continue
-        order = np.argsort(-p, kind="stable")[:top_k]
-        rows.append({"label": names[int(order[0])], "index": int(order[0]), "probability": float(p[order[0]]),
-                     "top_k": [{"label": names[int(i)], "probability": float(p[i])} for i in order],
-                     "probabilities": p.tolist()})
-    return rows
-
-
 def _openapi_body(predictor: Any) -> dict[str, Any]:
     shape = list(predictor.input_shape)
     instances = {"type": "array", "minItems": 1, "items": {"description": f"one raw input of shape {shape}"},
@@ -234,17 +216,20 @@ def make_app(predictor: Any, max_batch: int = 32, max_body: int = 64 * MiB, top_
     app.state.batcher, app.state.predictor = batcher, predictor
 
     class TopK(BaseModel):
+        class_: str = Field(alias="class")
+        probability: float
+
+    class Label(BaseModel):
         label: str
         probability: float
 
-    class Prediction(BaseModel):
-        label: str | None = None
-        index: int | None = None
-        probability: float | None = None
-        top_k: list[TopK] | None = None
-        labels: list[str] | None = None
-        probabilities: list[float] | None = None
-        value: float | list[float] | None = None
+    class Prediction(BaseModel):  # answers.rows: the same rows as `trainlab predict --format json`
+        prediction: str | None = Field(None, description="the most probable class")
+        probability: float | None = Field(None, description="its probability")
+        top_k: list[TopK] | None = Field(None, description="the top_k most probable classes, best first")
+        labels: list[Label] | None = Field(None, description="multi-label: the labels above 0.5")
+        probabilities: dict[str, float] | None = Field(None, description="every class's (or label's) probability")
+        value: float | list[float] | None = Field(None, description="regression: the value in original units")
 
     class Predictions(BaseModel):
         predictions: list[Prediction]
@@ -315,7 +300,7 @@ def make_app(predictor: Any, max_batch: int = 32, max_body: int = 64 * MiB, top_
         if not all(np.isfinite(v).all() for v in out.values()):
             return JSONResponse({"detail": "input: the model's output is not finite for it (values far out of "
                                            "the training range?)"}, status_code=422)
-        return JSONResponse({"predictions": answers(out, predictor.spec, top_k)})
+        return JSONResponse({"predictions": rows(out, predictor.spec, top_k)})
 
     @app.get("/health", summary="the server is up and the model loaded")
     async def health() -> dict[str, str]:
