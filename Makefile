@@ -44,6 +44,11 @@ test: venv data browser
 # `make bench BENCH_ARGS=--quick` for a smoke run; see docs/performance.md
 bench: venv data
 	$(PY) -m pip install -qq -e ".[bench]"
+	@if ! command -v ab >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing apache2-utils (ab, the serving benchmark's load generator) with apt-get"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils) >/dev/null \
+			|| echo "could not install apache2-utils: benchmarks/serve.py falls back to an httpx client"; \
+	fi
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:

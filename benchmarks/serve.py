@@ -3,8 +3,9 @@
     python benchmarks/serve.py                       # MLP and CNN runs, 3 repetitions (~8 min)
     python benchmarks/serve.py --models mlp --reps 1 --markdown
 
-For each model (a Fashion-MNIST MLP 784-256-10 and the CNN recipe's convnet, trained here for one
-epoch on 2,000 images: the weights do not change the speed) it starts, one at a time, as separate
+For each model (a Fashion-MNIST MLP 784-256-10, the CNN recipe's convnet and a ResNet-20, whose
+call costs more than a request's HTTP round trip, trained here for one epoch on 2,000 images:
+the weights do not change the speed) it starts, one at a time, as separate
 processes on 127.0.0.1:
 - `trainlab serve RUN --backend torch|onnx --max-batch 32` (dynamic batching on) and `--max-batch 1` (off);
 - the peer: a minimal hand-written FastAPI endpoint calling ONNX Runtime on the same exported file
@@ -23,6 +24,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +35,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RECIPES = {"mlp": {"model": {"name": "mlp", "widths": [256]}},
-           "cnn": {"model": {"name": "convnet", "widths": [32, 96, 192], "stem_stride": 2}}}
+           "cnn": {"model": {"name": "convnet", "widths": [32, 96, 192], "stem_stride": 2}},
+           # a model whose call costs more than a request's HTTP round trip: where batching pays on a CPU
+           "resnet": {"model": {"name": "resnet", "depth": 20, "width": 16}}}
+TITLES = {"mlp": "784-256-10", "cnn": "convnet 32-96-192, stem stride 2", "resnet": "ResNet-20, width 16, 28x28"}
 LOADS = [("c1 x1", 1, 1), ("c32 x1", 32, 1), ("c32 x32", 32, 32)]  # name, concurrency, samples per request
 
 
@@ -178,6 +183,28 @@ async def load(url: str, requests: int, concurrency: int, samples: int, limit_s:
             "p99": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "n": len(lat), "errors": errors}
 
 
+def load_ab(url: str, requests: int, concurrency: int, samples: int, limit_s: float) -> dict:
+    """The same load through ApacheBench (`ab`, C, keep-alive): a client that costs the shared cores
+    far less per request than httpx, so what is measured is the server. Non-2xx answers are errors
+    (ab's own "failed" count also counts answers whose length differs from the first: not errors)."""
+    body, ctype = bodies(samples)
+    with tempfile.TemporaryDirectory() as tmp:
+        bfile, pcts = Path(tmp) / "body", Path(tmp) / "pct.csv"
+        bfile.write_bytes(body)
+        # -t before -n: -t alone implies -n 50000
+        cmd = ["ab", "-q", "-k", "-r", "-s", "60", "-t", str(int(limit_s)), "-n", str(requests), "-c", str(concurrency),
+               "-p", str(bfile), "-T", ctype, "-e", str(pcts), f"{url}/predict"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=limit_s + 120)
+        if out.returncode != 0:
+            raise RuntimeError(f"ab failed: {out.stderr.strip()[-500:]}")
+        field = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].split()[0] for ln in out.stdout.splitlines()
+                 if ":" in ln and ln.split(":", 1)[1].split()}
+        pct = {int(float(a)): float(b) for a, b in (ln.split(",") for ln in pcts.read_text().splitlines()[1:])}
+    done, rps = int(field["Complete requests"]), float(field["Requests per second"])
+    errors = int(field.get("Non-2xx responses", 0)) + int(field.get("Write errors", 0))
+    return {"rps": rps, "sps": rps * samples, "p50": pct[50], "p99": pct[99], "n": done, "errors": errors}
+
+
 def wait_health(url: str, proc: subprocess.Popen, limit_s: float = 120) -> None:
     import httpx
 
@@ -211,7 +238,8 @@ def measure(cmd: list[str], loads: list[tuple[str, int, int]], a) -> dict[str, d
         out = {}
         for name, c, samples in loads:
             n = a.latency_requests if c == 1 else a.requests if samples == 1 else a.batch_requests
-            out[name] = asyncio.run(load(url, n, c, samples, a.limit))
+            out[name] = (load_ab(url, n, c, samples, a.limit) if a.client == "ab"
+                         else asyncio.run(load(url, n, c, samples, a.limit)))
             print(f"  {name}: {out[name]['rps']:.0f} req/s, p50 {out[name]['p50']:.2f} ms, p99 {out[name]['p99']:.2f} ms"
                   f"{', ' + str(out[name]['errors']) + ' errors' if out[name]['errors'] else ''}", flush=True)
         return out
@@ -258,6 +286,9 @@ def main(argv=None) -> int:
                    help="which loads (default all)")
     p.add_argument("--servers", nargs="+", default=None, metavar="WORDS",
                    help="only the servers whose label holds one of these words (e.g. onnx peer)")
+    p.add_argument("--client", choices=["ab", "httpx"], default="ab" if shutil.which("ab") else "httpx",
+                   help="the load generator: ApacheBench (default where installed: apt install apache2-utils) "
+                        "or one asyncio httpx process (costs the shared cores ~1-3 ms a request)")
     p.add_argument("--markdown", action="store_true", help="end with one JSON line of markdown (run_all.py)")
     p.add_argument("--peer", nargs=2, metavar=("PORT", "RUN"), help=argparse.SUPPRESS)
     p.add_argument("--litserve", nargs=3, metavar=("PORT", "RUN", "MAX_BATCH"), help=argparse.SUPPRESS)
@@ -275,7 +306,8 @@ def main(argv=None) -> int:
         return 0
     has_litserve = _ls is not None
     load0 = os.getloadavg()
-    head = [f"- CPU: {cpu()}", f"- Python {platform.python_version()}; client: one asyncio httpx process on the same cores",
+    head = [f"- CPU: {cpu()}", f"- Python {platform.python_version()}; client: " + ("ApacheBench (ab -k) on the same cores" if a.client == "ab"
+                 else "one asyncio httpx process on the same cores"),
             f"- load average at the start: {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}"]
     print("\n".join(head), flush=True)
     py, cli = sys.executable, [sys.executable, "-m", "trainlab", "serve"]
@@ -305,7 +337,7 @@ def main(argv=None) -> int:
                     results[s].append(measure(cmd, loads, a))
             med = {s: median_of(r) for s, r in results.items()}
             b = bare(onnx_file)
-            lines += [f"### {m} ({'784-256-10' if m == 'mlp' else 'convnet 32-96-192, stem stride 2'})", "",
+            lines += [f"### {m} ({TITLES[m]})", "",
                       f"Bare ONNX Runtime call in the client process: p50 {b['x1']:.3f} ms (1 sample), "
                       f"{b['x32']:.3f} ms (32 samples).", "",
                       "| server | load | req/s | samples/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
