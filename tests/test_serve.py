@@ -381,3 +381,17 @@ def test_cli_serves_onnx_and_stops_on_ctrl_c(tmp_path, run_dir, predictor, image
     assert p.returncode == 0, err
     assert f"at {url} (backend onnx" in out and "curl -s -X POST" in out and "server stopped" in out
     assert meta["name"] == "fm"
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(server):
+    """A small PNG of 5000x5000 pixels (a few KB compressed, 25 M pixels decoded) gets 422 naming its
+    size; a 28x28 one right after it is answered."""
+    from trainlab.deploy.server import MAX_PIXELS
+
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buf, format="PNG")
+    assert 5000 * 5000 > MAX_PIXELS and len(buf.getvalue()) < MAX_BODY
+    r = httpx.post(f"{server.url}/predict", files={"file": ("big.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 422 and "5000x5000 pixels is over the limit" in r.json()["detail"]
+    ok = httpx.post(f"{server.url}/predict", content=png(np.zeros(784)), headers={"content-type": "image/png"})
+    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1

@@ -38,13 +38,16 @@ def _read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
     return decode_image(path, size, mode, str(path))
 
 
-def decode_image(source, size: tuple[int, int], mode: str, name: str) -> np.ndarray:
+def decode_image(source, size: tuple[int, int], mode: str, name: str, max_pixels: int | None = None) -> np.ndarray:
     """One image (a path or an open binary file) as uint8 (C, H, W): converted to grayscale (`mode`
-    grayscale) or RGB, resized bilinearly to `size` (H, W). DataError naming `name` if unreadable."""
+    grayscale) or RGB, resized bilinearly to `size` (H, W). DataError naming `name` if unreadable,
+    or if it holds more than `max_pixels` (checked from its header, before it is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(source) as im:
+            if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
+                raise DataError(f"{name}: {im.size[0]}x{im.size[1]} pixels is over the limit of {max_pixels:,}")
             im = im.convert("L" if mode == "grayscale" else "RGB")
             if im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)

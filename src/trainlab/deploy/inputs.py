@@ -21,10 +21,12 @@ TABLE_EXTENSIONS = (".csv", ".tsv", ".parquet")
 TEXT_EXTENSIONS = (".txt",)
 
 
-def image_array(source: str | Path | bytes | BinaryIO, shape: tuple[int, ...], where: str | None = None) -> np.ndarray:
+def image_array(source: str | Path | bytes | BinaryIO, shape: tuple[int, ...], where: str | None = None,
+                max_pixels: int | None = None) -> np.ndarray:
     """One image (a path, its bytes or an open file) as (C, H, W) float32 pixels in 0-255 for an
     input of `shape` (C, H, W): converted to grayscale (C 1) or RGB (C 3), resized bilinearly to
-    H x W as `image_folder` does at training. DataError naming `where` for what is not an image."""
+    H x W as `image_folder` does at training. DataError naming `where` for what is not an image, or
+    for one of more than `max_pixels` (a small PNG can declare 12000x12000: the server's guard)."""
     from ..data.folder import decode_image
 
     c, h, w = (int(s) for s in shape)
@@ -32,7 +34,7 @@ def image_array(source: str | Path | bytes | BinaryIO, shape: tuple[int, ...], w
     if c not in (1, 3):
         raise DataError(f"{name}: the model takes {c}-channel inputs; images give 1 or 3 channels")
     f = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    return decode_image(f, (h, w), "grayscale" if c == 1 else "rgb", name).astype(np.float32)
+    return decode_image(f, (h, w), "grayscale" if c == 1 else "rgb", name, max_pixels).astype(np.float32)
 
 
 @dataclass

@@ -67,7 +67,8 @@ class Predictor:
                 raise DataError(f"{where}: token ids must lie in [0, {vocab}), got {int(x.min())}..{int(x.max())}")
         elif not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise DataError(f"{where}: expected numbers, got {x.dtype}")
-        return np.ascontiguousarray(x, dtype=self.input_dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e300 -> inf: refused by whoever checks finiteness
+            return np.ascontiguousarray(x, dtype=self.input_dtype)
 
     def __call__(self, x: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
         x = self.check(x)

@@ -31,6 +31,7 @@ from ..errors import DataError
 from .answers import rows
 
 MiB = 2 ** 20
+MAX_PIXELS = 4096 * 4096  # an uploaded image larger than this is refused (422) before it is decoded
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp")
 
@@ -174,7 +175,7 @@ def parse_image(data: bytes, predictor: Any, where: str) -> np.ndarray:
     if predictor.spec["input"]["kind"] != "image":
         raise ClientError(415, f"{where}: this model takes {predictor.spec['input']['kind']} inputs, not images")
     try:
-        return image_array(data, predictor.input_shape, where)[None]
+        return image_array(data, predictor.input_shape, where, MAX_PIXELS)[None]
     except DataError as e:
         raise ClientError(422, str(e)) from None
 
