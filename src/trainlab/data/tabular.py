@@ -25,23 +25,33 @@ Infinite = Literal["error", "missing"]
 Task = Literal["auto", "classification", "regression", "multilabel"]
 
 
-def _read(path: str, fmt: str):
-    """The table and, per data row, where it is (`file:line` for CSV, `file row N` for Parquet)."""
+def read_table_file(path: str | Path, fmt: str, sep: str = ",", text_columns: list[str] = (),
+                    key: str = "data.path"):
+    """A table file and, per data row, where it is (`file:line` for CSV, `file row N` for Parquet and
+    TSV). `fmt` csv (fields split by `sep`) or parquet; `text_columns` are read as the text they
+    hold ("02" stays "02"), as training reads a column of words. DataError naming `path` (and `key`,
+    the option or argument that gave it) for a missing, unreadable or empty file."""
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{path}: file not found (data.path)")
+        raise DataError(f"{path}: file not found ({key})")
     lines = None
     try:
         if fmt == "csv":
             text = read_utf8(p)
-            lines = csv_row_lines(text, path)
-            df = pd.read_csv(io.StringIO(text))
+            if sep == ",":
+                lines = csv_row_lines(text, str(path))  # rows with the wrong number of fields: named, not padded
+            dtype = None
+            if text_columns:
+                header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
+                dtype = {c: str for c in text_columns if c in header}
+            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=dtype)
         else:
             df = pd.read_parquet(p)
     except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: not a readable {fmt} file ({(str(e).splitlines() or [''])[0]})") from None
+        kind = "tsv" if sep == "\t" else fmt
+        raise DataError(f"{path}: not a readable {kind} file ({(str(e).splitlines() or [''])[0]})") from None
     if df.empty:
         raise DataError(f"{path}: no rows")
     where = ([f"{path}:{n}" for n in lines] if lines is not None and len(lines) == len(df)
@@ -139,10 +149,10 @@ def table(path: str, target: str | list[str], features: list[str] | Literal["all
     if isinstance(target, list) and (not target or len(set(target)) != len(target)):
         raise RecipeError(f"data.target: expected distinct column names, got {target!r}")
 
-    df, where = _read(path, fmt)
+    df, where = read_table_file(path, fmt)
     n_train_file = len(df)
     if test_path:
-        test_df, test_where = _read(test_path, fmt)
+        test_df, test_where = read_table_file(test_path, fmt, key="data.test_path")
         df, where = pd.concat([df, test_df], ignore_index=True), where + test_where
     columns = [str(c) for c in df.columns]
     for t in targets:

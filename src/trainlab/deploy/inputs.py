@@ -153,30 +153,11 @@ def text_lines(path: Path) -> tuple[list[str], list[str]]:
 def read_table(path: Path, info: Any, options: dict[str, Any], notes: list[str]) -> tuple[list[str], np.ndarray]:
     """A CSV/TSV/Parquet file's rows named `file:line` (CSV) or `file row N`, encoded with `encode_table`;
     `options` are the run's data options (na_values, infinite), read as at training."""
-    import pandas as pd
+    from ..data.tabular import read_table_file
 
-    from ..data.files import csv_row_lines, read_utf8
-
-    categorical = list(info.extra.get("categorical") or [])
     fmt = path.suffix.lower()
-    lines = None
-    try:
-        if fmt == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            text = read_utf8(path)
-            sep = "\t" if fmt == ".tsv" else ","
-            if sep == ",":
-                lines = csv_row_lines(text, path)  # rows with the wrong number of fields: named, not padded
-            header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
-            # categorical cells as the text they hold ("02", "1"), as training read its text columns
-            df = pd.read_csv(io.StringIO(text), sep=sep, dtype={c: str for c in categorical if c in header})
-    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: not a readable {fmt[1:]} file ({(str(e).splitlines() or [''])[0]})") from None
-    if df.empty:
-        raise DataError(f"{path}: no rows")
-    where = ([f"{path}:{n}" for n in lines] if lines is not None and len(lines) == len(df)
-             else [f"{path} row {i + 1}" for i in range(len(df))])
+    df, where = read_table_file(path, "parquet" if fmt == ".parquet" else "csv", "\t" if fmt == ".tsv" else ",",
+                                list(info.extra.get("categorical") or []), key="INPUT")
     return where, encode_table(df, info, where, str(path), list(options.get("na_values") or []),
                                options.get("infinite", "error"), notes)
 
