@@ -271,6 +271,38 @@ def test_regression_run_predicts_in_original_units(table_runs):
     assert got.mean() > 100
 
 
+def test_served_table_rows_as_objects_answer_as_the_csv_does(table_runs):
+    """`trainlab serve` takes a table run's instances as {column: value} objects (null = missing), encoded
+    as predict encodes the CSV's rows; a missing column or a nested value is 422 naming it."""
+    import httpx
+
+    from tests.test_serve import ServerThread
+    from trainlab.deploy.predictor import Predictor
+    from trainlab.deploy.server import make_app
+
+    root, table, run, _ = table_runs
+    rows = _test_rows(run, table)[:12]
+    test_csv = _write_rows(root / "served_rows.csv", rows, ["age", "colour", "size"])
+    want, _ = _predict_json(run, test_csv)
+    objects = [{"age": None if r["age"] in ("", "?") else float(r["age"]), "colour": r["colour"] or None,
+                "size": float(r["size"])} for r in rows]
+    srv = ServerThread(make_app(Predictor(run, "torch")))
+    try:
+        r = httpx.post(f"{srv.url}/predict", json={"instances": objects})
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"]
+        assert [g["prediction"] for g in got] == [w["prediction"] for w in want["predictions"]]
+        assert np.allclose([list(g["probabilities"].values()) for g in got],
+                           [list(w["probabilities"].values()) for w in want["predictions"]], atol=1e-6)
+        no_size = [{k: v for k, v in o.items() if k != "size"} for o in objects[:2]]
+        r = httpx.post(f"{srv.url}/predict", json={"instances": no_size})
+        assert r.status_code == 422 and "missing column 'size'" in r.json()["detail"]
+        r = httpx.post(f"{srv.url}/predict", json={"instances": [{**objects[0], "age": [1]}]})
+        assert r.status_code == 422 and r.json()["detail"].startswith("instances[0].age: expected a number")
+    finally:
+        srv.stop()
+
+
 # --- a text run -------------------------------------------------------------------------------------------
 
 def test_text_run_lines_and_literal_texts(tmp_path):
@@ -293,6 +325,19 @@ def test_text_run_lines_and_literal_texts(tmp_path):
     assert [p["input"] for p in preds] == [f"{lines}:1", f"{lines}:3", f"{lines}:4", f"{lines}:5", "bread soup"]
     assert [p["prediction"] for p in preds[:4]] == want
     assert preds[4]["prediction"] == loaded.class_names[int(loaded.predict(["bread soup"]).argmax())]
+    # served: a text run's instances are the texts themselves
+    import httpx
+
+    from tests.test_serve import ServerThread
+    from trainlab.deploy.predictor import Predictor
+    from trainlab.deploy.server import make_app
+
+    srv = ServerThread(make_app(Predictor(run, "torch")))
+    try:
+        r = httpx.post(f"{srv.url}/predict", json={"instances": texts})
+        assert r.status_code == 200 and [p["prediction"] for p in r.json()["predictions"]] == want
+    finally:
+        srv.stop()
 
 
 # --- answers from output arrays (no model) ------------------------------------------------------------

@@ -186,7 +186,8 @@ def encode_table(df: Any, info: Any, where: list[str], path: str, na_values: lis
     missing = [c for c in features if c not in given]
     if missing:
         raise DataError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}; "
-                        f"the run was trained on columns {', '.join(features)}; the file has {', '.join(given)}")
+                        f"the run was trained on columns {', '.join(features)}; "
+                        f"{'the instances have' if path == 'instances' else 'the file has'} {', '.join(given)}")
     ignored = [c for c in given if c not in features]
     if ignored:
         target = extra.get("target")

@@ -129,6 +129,10 @@ def parse_instances(body: bytes, predictor: Any) -> np.ndarray:
     if not isinstance(items, list) or not items:
         raise ClientError(422, "instances: expected a non-empty list of inputs")
     want, kind = predictor.input_shape, predictor.spec["input"]["kind"]
+    if kind == "tabular" and all(isinstance(item, dict) for item in items):
+        return parse_table_rows(items, predictor)
+    if predictor.loaded.vocab is not None and all(isinstance(item, str) for item in items):
+        return predictor.check(predictor.loaded.encode_texts(items).numpy(), "instances")
     rows = []
     for i, item in enumerate(items):
         where = f"instances[{i}]"
@@ -148,6 +152,28 @@ def parse_instances(body: bytes, predictor: Any) -> np.ndarray:
             raise ClientError(422, str(e)) from None
         rows.append(a)
     return np.stack(rows)
+
+
+def parse_table_rows(items: list[dict], predictor: Any) -> np.ndarray:
+    """A table run's instances as {column: value} objects (null = a missing cell), encoded with the
+    training columns as `trainlab predict` encodes a CSV's rows (`inputs.encode_table`)."""
+    import pandas as pd
+
+    from .inputs import encode_table
+
+    for i, item in enumerate(items):
+        for k, v in item.items():
+            if v is not None and not isinstance(v, (int, float, str)):
+                raise ClientError(422, f"instances[{i}].{k}: expected a number, a string or null, "
+                                       f"got {type(v).__name__}")
+    df = pd.DataFrame.from_records(items)
+    opts = predictor.loaded.recipe.data.options()
+    try:
+        x = encode_table(df, predictor.loaded.info, [f"instances[{i}]" for i in range(len(items))], "instances",
+                         list(opts.get("na_values") or []), opts.get("infinite", "error"), [])
+        return predictor.check(x, "instances")
+    except DataError as e:
+        raise ClientError(422, str(e)) from None
 
 
 def parse_npy(body: bytes, predictor: Any) -> np.ndarray:
@@ -182,7 +208,11 @@ def parse_image(data: bytes, predictor: Any, where: str) -> np.ndarray:
 
 def _openapi_body(predictor: Any) -> dict[str, Any]:
     shape = list(predictor.input_shape)
-    instances = {"type": "array", "minItems": 1, "items": {"description": f"one raw input of shape {shape}"},
+    kind = predictor.spec["input"]["kind"]
+    one = (f"one raw input of shape {shape} (nested lists)" +
+           (", or an object {column: value} of the training columns (null = missing)" if kind == "tabular" else "") +
+           (", or a text (a string)" if predictor.loaded.vocab is not None else ""))
+    instances = {"type": "array", "minItems": 1, "items": {"description": one},
                  "description": predictor.spec["input"].get("description", "")}
     binary = {"type": "string", "format": "binary"}
     content: dict[str, Any] = {
