@@ -164,3 +164,26 @@ def test_load_run_names_what_is_missing(tmp_path):
     shutil.rmtree(run.path / "checkpoints")
     with pytest.raises(RunDirError, match="no 'best' checkpoint"):
         load_run(run.path)
+
+
+def test_train_with_a_given_model_starts_from_its_weights_and_load_run_rebuilds_it(tmp_path):
+    """`trainlab.train(recipe, model=m)` trains m as it is (here at a learning rate too small to move
+    it) instead of a fresh initialization; the run's checkpoint and `load_run` give m's weights back."""
+    from trainlab.build import build_model_for
+    from trainlab.data import DataInfo
+
+    recipe = {"name": "given", "seed": 0, "data": {"source": "synthetic:linear", "n": 256},
+              "model": {"name": "mlp", "widths": [8]}, "optim": {"name": "sgd", "lr": 1e-30},
+              "train": {"epochs": 1},
+              "output": {"root": str(tmp_path / "runs"), "plots": False, "report": False, "trackers": []}}
+    info = DataInfo(task="regression", input_shape=(1,), num_classes=None, output_dim=1, kind="vector")
+    model, _ = build_model_for(load_recipe({**recipe, "seed": 7}), info, torch.device("cpu"))  # not seed 0's init
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.5, 0.5)
+    given = {k: v.clone() for k, v in model.state_dict().items()}
+    run = trainlab.train(recipe, run_dir=tmp_path / "run", progress=False, model=model)
+    loaded = load_run(run.path).model.state_dict()
+    assert given.keys() == loaded.keys()
+    for k in given:
+        torch.testing.assert_close(loaded[k], given[k])

@@ -33,16 +33,22 @@ class Run:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None,
-          run_dir: str | Path | None = None, progress: bool = True, callbacks: list | None = None) -> Run:
+          run_dir: str | Path | None = None, progress: bool = True, callbacks: list | None = None,
+          model: torch.nn.Module | None = None) -> Run:
     """Train a recipe end to end; writes a run directory. Raises TrainlabError on bad input.
 
-    `callbacks`: extra `trainlab.train.callbacks.Callback` objects for the Trainer.
+    `callbacks`: extra `trainlab.train.callbacks.Callback` objects for the Trainer. `model`: train
+    this module, with its weights as they are, instead of the recipe's freshly initialized model
+    (fine-tuning a pruned model: `trainlab compress`); `load_run` of the run rebuilds it from the
+    recipe, so the recipe must describe its shape.
     """
+    from .build import build_parts
     from .train import Trainer
 
     recipe = load_recipe(recipe, overrides)
     # build everything before the run directory exists: bad input leaves nothing behind
-    trainer = Trainer(recipe, progress=progress, callbacks=callbacks)
+    parts = build_parts(recipe, model=model) if model is not None else None
+    trainer = Trainer(recipe, progress=progress, callbacks=callbacks, parts=parts)
     require_test_split(trainer.bundle, recipe.data)  # the run ends with its test metrics
     with RunDir.create(recipe.output.root, recipe.name, run_dir) as rd:  # created and locked: ours alone
         trainer.run_dir = rd

@@ -86,14 +86,23 @@ class Parts:
 
 
 def build_parts(recipe: Recipe, bundle: DataBundle | None = None,
-                device: torch.device | None = None) -> Parts:
+                device: torch.device | None = None, model: torch.nn.Module | None = None) -> Parts:
     """Data (unless `bundle` is given), model, loss, optimizer and parameter groups, loader,
-    augmentation and LR schedule for `recipe`. Raises RecipeError / DataError on bad input."""
+    augmentation and LR schedule for `recipe`. `model`: train this module (e.g. a pruned copy of a
+    trained run's model, `trainlab compress`) instead of building the recipe's from its seed; it
+    must take the data as the recipe's model would. Raises RecipeError / DataError on bad input."""
     device = device if device is not None else resolve_device(recipe.train.device)
     seed_everything(recipe.seed)
     bundle = bundle if bundle is not None else build_data(recipe.data, recipe.seed)
     info = bundle.info
-    model, channels_last = build_model_for(recipe, info, device)
+    if model is None:
+        model, channels_last = build_model_for(recipe, info, device)
+    else:
+        info.output_dim = model_outputs(recipe.loss, info)
+        model = model.to(device)
+        channels_last = uses_channels_last(recipe, info, model)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(recipe.loss, info)
     optimizer = build_optimizer(recipe.optim, model)
     loader = build_loader(bundle.train, recipe.data, recipe.seed, device)  # fast path or streaming

@@ -214,6 +214,11 @@ class Recipe(Section):
         None, exclude_if=lambda v: v is None,
         description="Search space for `trainlab tune`: recipe path -> distribution, e.g. "
                     "`{optim.lr: {loguniform: [1.0e-4, 1.0e-1]}}` (see docs/tuning.md).")
+    compress: dict[str, Any] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="Written by `trainlab compress` into the run it makes: `method` (prune, quantize, distill), "
+                    "`parent` (the run it was made from), `checkpoint` and the method's options; `load_run` "
+                    "rebuilds the model with it (see docs/compress.md).")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
