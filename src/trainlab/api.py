@@ -63,6 +63,38 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | None = None
         return _fit_and_finish(trainer, rd)
 
 
+def record(recipe: str | Path | dict | Recipe, model: torch.nn.Module, run_dir: str | Path | None = None,
+           progress: bool = False) -> Run:
+    """A run directory for `model` as it is, without training it (a quantized or pruned copy of a
+    trained run's model, `trainlab compress`): the recipe, the data state, `model`'s weights as
+    checkpoints/last and best (epoch 0), its evaluation on the test split, plots and report, env.json
+    `finished`. `evaluate`, `report`, `summary` and `load_run` take it like any run; `load_run`
+    rebuilds the model from the recipe, so the recipe must describe it."""
+    from .build import build_parts
+    from .train import Trainer
+
+    recipe = load_recipe(recipe)
+    trainer = Trainer(recipe, progress=progress, parts=build_parts(recipe, model=model))
+    require_test_split(trainer.bundle, recipe.data)
+    with RunDir.create(recipe.output.root, recipe.name, run_dir) as rd:
+        trainer.run_dir = rd
+        try:
+            _start_run(trainer, rd)
+            trainer._save(best=True)
+            trainer.checkpoints_on_disk()
+            metrics = evaluate_trainer(trainer, "test", "best")
+            _write_run_plots(trainer, metrics)
+        except BaseException as e:
+            _mark(rd, status="failed", error=f"{type(e).__name__}: {e}", step=0)
+            raise
+        rd.update_env(status="finished", end=_now(), stop_reason="recorded without training", epochs_run=0)
+        if recipe.output.report:
+            from .track.report import write_report
+
+            write_report(rd.path)
+        return Run(rd, metrics, [], "recorded without training")
+
+
 def _start_run(trainer, rd: RunDir) -> None:
     """What a new run directory holds before the first step: recipe, env.json, data state, vocabulary."""
     from .data import save_data_state
