@@ -187,3 +187,28 @@ def test_train_with_a_given_model_starts_from_its_weights_and_load_run_rebuilds_
     assert given.keys() == loaded.keys()
     for k in given:
         torch.testing.assert_close(loaded[k], given[k])
+
+
+def test_record_writes_a_complete_run_for_a_model_as_it_is(tmp_path):
+    """`trainlab.api.record(recipe, model)`: no training; the run's checkpoints hold the model's weights,
+    its test metrics are those `evaluate` computes again, env.json says finished after 0 epochs."""
+    import json
+
+    from trainlab.api import evaluate, record
+    from trainlab.build import build_model_for
+    from trainlab.data import DataInfo
+
+    recipe = {"name": "rec", "seed": 0, "data": {"source": "synthetic:linear", "n": 256},
+              "model": {"name": "mlp", "widths": [8]}, "train": {"epochs": 3},
+              "output": {"root": str(tmp_path / "runs"), "plots": False, "report": False, "trackers": []}}
+    info = DataInfo(task="regression", input_shape=(1,), num_classes=None, output_dim=1, kind="vector")
+    model, _ = build_model_for(load_recipe({**recipe, "seed": 3}), info, torch.device("cpu"))
+    given = {k: v.clone() for k, v in model.state_dict().items()}
+    run = record(recipe, model, run_dir=tmp_path / "run")
+    for which in ("best", "last"):
+        weights = load_file(str(run.path / "checkpoints" / which / "model.safetensors"))
+        assert weights.keys() == given.keys() and all(torch.equal(weights[k], given[k]) for k in given)
+    env = json.loads((run.path / "env.json").read_text())
+    assert env["status"] == "finished" and env["epochs_run"] == 0
+    again = evaluate(run.path)
+    assert again["mse"] == pytest.approx(run.metrics["mse"], rel=1e-6) and again["epoch"] == 0
