@@ -197,3 +197,18 @@ def test_scale_lr_halves_every_schedule_for_good(schedule):
     plain, halved = lrs(None), lrs(5)
     assert halved[:5] == plain[:5]
     assert all(h == pytest.approx(p / 2, rel=1e-12) for h, p in zip(halved[5:], plain[5:]))
+
+
+def test_a_signal_noted_before_fit_stops_the_run_at_its_first_step(tmp_path):
+    """A Ctrl-C whose KeyboardInterrupt was swallowed (it landed in a weakref callback) but that tune's
+    handler noted (signals.note) is honoured by the next training: it stops after step 1 with a
+    checkpoint, as a Ctrl-C during that step would."""
+    from trainlab.train import signals
+
+    signals.note(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as e:
+        trainlab.train(recipe(tmp_path), run_dir=tmp_path / "r", progress=False)
+    assert (e.value.step, e.value.checkpoint, e.value.exit_code) == (1, True, 130)
+    assert signals.take_noted() is None  # taken once
+    env = json.loads((tmp_path / "r" / "env.json").read_text())
+    assert env["status"] == "interrupted" and env["signal"] == "SIGINT"

@@ -66,10 +66,10 @@ def export(loaded: Any, fmt: str = "onnx", out: Path | None = None, sample: Any 
 
     out = Path(out) if out is not None else default_path(loaded.path, fmt, loaded.checkpoint)
     check_format(fmt, out)
-    if out.resolve().is_relative_to(Path(loaded.path).resolve()):
+    if (Path(loaded.path) / "recipe.yaml").is_file() and out.resolve().is_relative_to(Path(loaded.path).resolve()):
         from ..track.rundir import RunDir
 
-        with RunDir.open(loaded.path).lock():  # a file inside the run: one writer at a time, never a live run
+        with RunDir.open(loaded.path).lock():  # a file inside a run: one writer at a time, never a live run
             return _export(loaded, fmt, out, sample)
     return _export(loaded, fmt, out, sample)
 

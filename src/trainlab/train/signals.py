@@ -36,6 +36,23 @@ class TrainingInterrupted(BaseException):
         return 128 + self.signum
 
 
+_noted: list[int] = []  # a signal some caller saw before a Trainer's handlers were installed (see note)
+
+
+def note(signum: int) -> None:
+    """Remember `signum` for the next `GracefulSignals.install`. A handler that raises
+    KeyboardInterrupt (Python's default for SIGINT) can have its exception swallowed when the signal
+    lands inside a `__del__` or weakref callback ("Exception ignored in ..."); a caller whose handler
+    notes the signal first (tune's worker) still gets the stop at the next step boundary."""
+    if not _noted:
+        _noted.append(signum)
+
+
+def take_noted() -> int | None:
+    """The signal `note` kept, if any; it is cleared."""
+    return _noted.pop() if _noted else None
+
+
 class GracefulSignals:
     """The two-stage handlers, installed for the length of `Trainer.fit` (main thread only; elsewhere a no-op)."""
 
@@ -45,7 +62,7 @@ class GracefulSignals:
         self._old: dict[int, object] = {}
 
     def install(self) -> None:
-        self.signum = None
+        self.signum = take_noted()  # a Ctrl-C that came before fit, its KeyboardInterrupt maybe swallowed
         if threading.current_thread() is threading.main_thread():
             for s in _NAMES:
                 self._old[s] = signal.signal(s, self._handle)

@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import TrainlabError
+from ..train import signals
 from ..train.callbacks import Callback
 from ..recipe import SearchSpace, parse_space, set_path
 from ..redact import redact
@@ -216,8 +217,13 @@ def run_worker(s: TuneSettings, index: int = 0, say: Callable = print, parent_pi
     if s.sampler == "grid":  # every grid point once, not a random repeat
         target = min(target, len(study.sampler._all_grids))
     trial = None
+    noting = threading.current_thread() is threading.main_thread()
+    if noting:  # Ctrl-C is noted before it is raised: see signals.note
+        previous = signal.signal(signal.SIGINT, _note_and_raise)
     try:
         while True:
+            if signals.take_noted() is not None:  # a Ctrl-C whose KeyboardInterrupt was swallowed
+                return "interrupted"
             if s.deadline is not None and time.time() >= s.deadline:
                 return "timeout"
             if parent_pid is not None and os.getppid() != parent_pid:
@@ -243,6 +249,15 @@ def run_worker(s: TuneSettings, index: int = 0, say: Callable = print, parent_pi
         if trial is not None and with_retry(study._storage.get_trial, trial._trial_id).state == TrialState.RUNNING:
             _interrupted(study, trial, say)
         return "interrupted"
+    finally:
+        if noting:
+            signal.signal(signal.SIGINT, previous)
+            signals.take_noted()
+
+
+def _note_and_raise(signum, frame) -> None:
+    signals.note(signum)
+    raise KeyboardInterrupt
 
 
 # Child processes start with this: a Ctrl-C that arrives while torch is still importing is noted
