@@ -146,13 +146,14 @@ def copy_kept(old: nn.Module, new: nn.Module, keeps: list[torch.Tensor]) -> nn.M
     if len(olds) != len(news) or any(type(a) is not type(b) for a, b in zip(olds, news)):
         raise RecipeError("compress.structured: the smaller model's layers do not match the run's")
     inputs: torch.Tensor | None = None  # the kept channels of the current activation
+    channels = 0                        # how many it had before the cut
     i = 0
     for a, b in zip(olds, news):
         if isinstance(a, PRUNABLE):
             w = a.weight
             if inputs is not None:
-                if isinstance(a, nn.Linear) and w.shape[1] != len(inputs_all):
-                    per = w.shape[1] // len(inputs_all)  # positions per channel of a flattened map
+                if isinstance(a, nn.Linear) and w.shape[1] != channels:
+                    per = w.shape[1] // channels  # positions per channel of a flattened (C, H, W) map
                     cols = (inputs[:, None] * per + torch.arange(per)).reshape(-1)
                 else:
                     cols = inputs
@@ -161,7 +162,7 @@ def copy_kept(old: nn.Module, new: nn.Module, keeps: list[torch.Tensor]) -> nn.M
             b.weight.copy_(w[rows])
             if a.bias is not None:
                 b.bias.copy_(a.bias[rows])
-            inputs, inputs_all = rows, torch.arange(a.weight.shape[0])
+            inputs, channels = rows, a.weight.shape[0]
             i += 1
         elif isinstance(a, nn.modules.batchnorm._BatchNorm):
             for key in ("weight", "bias", "running_mean", "running_var"):
