@@ -245,7 +245,8 @@ def prune_run(parent, options: dict[str, Any], run_dir: str | Path | None = None
                     return record(recipe, model, run_dir=run_dir)
                 continue
             where = run_dir if last else Path(tmp) / f"round-{k}"
-            run = fine_tune(recipe, model, run_dir=where, callbacks=[HoldMask()], progress=progress and last)
+            hold = [] if options.get("structured") else [HoldMask()]  # a cut model has no zeros to hold
+            run = fine_tune(recipe, model, run_dir=where, callbacks=hold, progress=progress and last)
             if not last:  # the next round starts from this one's fine-tuned weights
                 from ..api import load_run
 

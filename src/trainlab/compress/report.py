@@ -1,7 +1,7 @@
 """The compression comparison (`trainlab compress ... --compare`): a parent run and its compressed
 children side by side: parameters, non-zero parameters, the size of model.safetensors, forward
 FLOPs per sample (`trainlab summary`'s counter), eager-PyTorch latency at batch 1 and 256 (median
-of many runs, threads reported), test accuracy and its change against the parent. Written as
+of many runs, the models taking turns, threads reported), test accuracy and its change against the parent. Written as
 compare.json, compare.md and size_accuracy.png (file size against accuracy) into one folder.
 """
 from __future__ import annotations
@@ -37,17 +37,24 @@ def children_of(parent: str | Path) -> list[Path]:
     return found
 
 
+BLOCK = 10  # timed passes of one model in a row
+
+
 @torch.no_grad()
-def latency_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median milliseconds of `repeats` forward passes on `x` (after 3 warm-up passes), eager."""
-    for _ in range(3):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def latencies_ms(models: list[tuple[torch.nn.Module, torch.Tensor]], repeats: int) -> list[float]:
+    """Median milliseconds of `repeats` eager forward passes of each (model, batch). The models
+    take turns in blocks of BLOCK passes, each block after one untimed pass, so a load that comes
+    and goes on a shared machine falls on all of them alike; passes of one model in a row keep its
+    caches warm (alternating pass by pass made the smaller model of two look 3x slower here)."""
+    times: list[list[float]] = [[] for _ in models]
+    while len(times[0]) < repeats:
+        for (model, x), t in zip(models, times):
+            model(x)
+            for _ in range(min(BLOCK, repeats - len(t))):
+                t0 = time.perf_counter()
+                model(x)
+                t.append(time.perf_counter() - t0)
+    return [statistics.median(t) * 1e3 for t in times]
 
 
 def _test_metric(run_dir: Path, checkpoint: str) -> float | None:
@@ -62,8 +69,8 @@ def _test_metric(run_dir: Path, checkpoint: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def measure(run_dir: str | Path, checkpoint: str = "best", repeats: int = 30) -> dict[str, Any]:
-    """One row of the comparison for `run_dir`; `repeats` 0 measures no latency."""
+def measure(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict[str, Any], Any]:
+    """One row of the comparison for `run_dir` (without latency) and its loaded run."""
     from ..api import load_run
     from ..summary import summarize
 
@@ -78,12 +85,12 @@ def measure(run_dir: str | Path, checkpoint: str = "best", repeats: int = 30) ->
         "test_accuracy": _test_metric(run.path, run.checkpoint),
         "threads": torch.get_num_threads(),
     }
-    for b in BATCHES:
-        x, _ = run.info.example_batch(b)
-        if run.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        row[f"latency_ms_b{b}"] = latency_ms(run.model, x, repeats) if repeats else None
-    return row
+    return row, run
+
+
+def _batch(run, n: int) -> torch.Tensor:
+    x, _ = run.info.example_batch(n)
+    return x.contiguous(memory_format=torch.channels_last) if run.channels_last else x
 
 
 def compare(parent: str | Path, children: list[str | Path] | None = None, out: str | Path | None = None,
@@ -92,7 +99,12 @@ def compare(parent: str | Path, children: list[str | Path] | None = None, out: s
     accuracy, parameters and file size against the parent; written into `out` (default: the last
     child's compare/ folder) as compare.json, compare.md and size_accuracy.png. Returns (rows, out)."""
     children = [Path(c) for c in children] if children else children_of(parent)
-    rows = [measure(parent, checkpoint, repeats)] + [measure(c, checkpoint, repeats) for c in children]
+    measured = [measure(r, checkpoint) for r in [parent, *children]]
+    rows = [row for row, _ in measured]
+    for b in BATCHES:
+        ms = latencies_ms([(run.model, _batch(run, b)) for _, run in measured], repeats) if repeats else None
+        for i, row in enumerate(rows):
+            row[f"latency_ms_b{b}"] = ms[i] if ms else None
     base = rows[0]
     for r in rows:
         acc, ref = r["test_accuracy"], base["test_accuracy"]
@@ -137,14 +149,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def table(rows: list[dict[str, Any]]):
-    """The comparison as a rich Table."""
+    """The comparison as a rich Table: one row per measure, one column per run (the parent first)."""
     from rich.table import Table
 
-    t = Table(title=f"compression (latency: eager, median, {rows[0]['threads']} threads)")
-    for _, title in COLUMNS:
-        t.add_column(title, justify="left" if title in ("run", "method") else "right")
-    for r in rows:
-        t.add_row(*(cell(k, r.get(k)) for k, _ in COLUMNS))
+    t = Table(title=f"compression (latency: eager, median, {rows[0]['threads']} threads)",
+              caption="  ".join(f"[{i}] {r['name']}" for i, r in enumerate(rows)))
+    t.add_column("")
+    for i, r in enumerate(rows):
+        t.add_column(f"[{i}] {'parent' if i == 0 else r['method']}", justify="right")
+    for key, title in COLUMNS[2:]:
+        t.add_row(title, *(cell(key, r.get(key)) for r in rows))
     return t
 
 
