@@ -191,6 +191,65 @@ def test_structured_convnet_counts_and_zeroed_channels(runs, tmp_path):
     assert "| run |" in (out / "compare" / "compare.md").read_text()
 
 
+def _zero_dropped(model: torch.nn.Module, keeps: list[torch.Tensor]) -> torch.nn.Module:
+    """`model` with every unit not in `keeps` silenced: its weight row, bias and norm scale/shift zero."""
+    from trainlab.compress.prune import PRUNABLE
+
+    model = copy.deepcopy(model)
+    layers = [m for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        i = -1
+        for m in layers:
+            if isinstance(m, PRUNABLE):
+                i += 1
+            if i >= len(keeps) or not hasattr(m, "weight") or m.weight is None:
+                continue
+            drop = torch.ones(m.weight.shape[0], dtype=torch.bool)
+            drop[keeps[i]] = False
+            m.weight[drop] = 0
+            if getattr(m, "bias", None) is not None:
+                m.bias[drop] = 0
+    return model
+
+
+@pytest.mark.parametrize("name,big,small", [
+    ("mlp", {"widths": [40, 20], "norm": "batch", "dropout": 0.1}, {"widths": [20, 10]}),
+    ("convnet", {"widths": [8, 12], "blocks": 2, "downsample": "maxpool", "head": "avgpool"}, {"widths": [4, 6]}),
+    ("convnet", {"widths": [6, 10, 12], "stem_stride": 2}, {"widths": [3, 5, 6]}),
+])
+def test_cut_layouts_match_zeroed_units(name, big, small, runs):
+    """Other layouts of the two models: batch norm and dropout in the mlp; two convs per stage,
+    max-pooling and an average-pool head; a stride-2 stem with three stages."""
+    from trainlab.compress.prune import copy_kept, cut_model_section, kept_units
+    from trainlab.models import mlp as mlp_mod
+    from trainlab.models.convnet import convnet
+
+    build = mlp_mod.mlp if name == "mlp" else convnet
+    info = load_run(runs["mlp"]).info
+    torch.manual_seed(0)
+    model = build(info, **big).eval()
+    for m in model.modules():  # batch norm with statistics of its own, as after training
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 2)
+    keeps = kept_units(model, 0.5, "l1")
+    section = cut_model_section({"name": name, **big}, keeps, name, big.get("blocks", 1))
+    assert section["widths"] == small["widths"]
+    cut = copy_kept(model, build(info, **{**big, **small}).eval(), keeps)
+    x, _ = info.example_batch(8)
+    assert torch.allclose(_zero_dropped(model, keeps)(x), cut(x), atol=1e-4)
+
+
+def test_structured_refuses_what_it_cannot_cut():
+    from trainlab.compress.prune import check_structured
+    from trainlab.errors import RecipeError
+    from trainlab.recipe import load_recipe
+
+    for model, word in [({"name": "mlp", "widths": [8], "norm": "layer"}, "layer norm"),
+                        ({"name": "lenet5"}, "'lenet5'")]:
+        with pytest.raises(RecipeError, match=word):
+            check_structured(load_recipe({"name": "x", "data": DATA, "model": model}))
+
+
 # --- bad input -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def linear_run(runs):
