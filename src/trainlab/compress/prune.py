@@ -186,10 +186,9 @@ def prune_structured(parent, amount: float, norm: str = "l1") -> tuple[nn.Module
     check_structured(parent.recipe)
     model = copy.deepcopy(parent.model).cpu().float()
     keeps = kept_units(model, amount, norm)
-    section = read_yaml(Path(parent.path) / "recipe.yaml")["model"]
-    section = cut_model_section(section, keeps, parent.recipe.model.name,
-                                int(getattr(parent.recipe.model, "blocks", 1)))
     raw = read_yaml(Path(parent.path) / "recipe.yaml")
+    section = cut_model_section(raw["model"], keeps, parent.recipe.model.name,
+                                int(getattr(parent.recipe.model, "blocks", 1)))
     raw["model"] = section
     small, _ = build_model_for(load_recipe(raw), copy.deepcopy(parent.info), torch.device("cpu"))
     return copy_kept(model, small, keeps), section
