@@ -11,7 +11,7 @@ from trainlab.commands import COMMANDS, Command
 from trainlab.registry import Registry
 
 BUILTINS = ["init", "train", "evaluate", "report", "runs", "lr-find", "summary", "tune", "list", "reference", "data",
-            "compare", "export", "predict", "serve"]
+            "compare", "export", "predict", "serve", "compress"]
 WIDGETS = Registry("widget", "widgets")
 WIDGETS.add("gear", lambda teeth=12: None, "a toothed wheel")
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 
 from ..errors import RunDirError
 
@@ -116,8 +117,63 @@ def model_tensors(model: torch.nn.Module, copy: bool = False) -> dict[str, torch
     return out
 
 
+# --- sparse tensors: a bitmask plus the non-zero values ---------------------------------------
+# A pruned weight is mostly zeros, and dense-with-zeros saves nothing; stored as one bit per entry
+# plus its non-zero values it takes (1/32 + density) of the fp32 bytes. Tensors of at least
+# SPARSE_MIN_NUMEL entries of which at least SPARSE_MIN_ZEROS are zero are stored so, as
+# `<name>::mask` (uint8, packed bits, C order) and `<name>::values`; the header's metadata
+# "trainlab.sparse" maps each name to its shape. Any other file (every older one) loads as it is.
+SPARSE_META = "trainlab.sparse"
+SPARSE_MIN_ZEROS = 0.5
+SPARSE_MIN_NUMEL = 1024
+
+
+def encode_sparse(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str] | None]:
+    """(tensors with the mostly-zero floating-point ones as mask + values, the header metadata or None)."""
+    out, shapes = {}, {}
+    for k, v in tensors.items():
+        if v.is_floating_point() and v.numel() >= SPARSE_MIN_NUMEL and \
+                (v == 0).sum().item() >= SPARSE_MIN_ZEROS * v.numel():
+            flat = v.reshape(-1)
+            nonzero = flat != 0
+            out[f"{k}::mask"] = torch.from_numpy(np.packbits(nonzero.numpy()))
+            out[f"{k}::values"] = flat[nonzero].contiguous()
+            shapes[k] = list(v.shape)
+        else:
+            out[k] = v
+    return out, ({SPARSE_META: json.dumps(shapes)} if shapes else None)
+
+
+def decode_sparse(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> dict[str, torch.Tensor]:
+    """The dense tensors of a file `encode_sparse` wrote (unchanged for a file without sparse ones)."""
+    shapes = json.loads((metadata or {}).get(SPARSE_META, "{}"))
+    for k, shape in shapes.items():
+        mask, values = tensors.pop(f"{k}::mask"), tensors.pop(f"{k}::values")
+        n = int(np.prod(shape))
+        nonzero = torch.from_numpy(np.unpackbits(mask.numpy(), count=n).astype(bool))
+        dense = torch.zeros(n, dtype=values.dtype)
+        dense[nonzero] = values
+        tensors[k] = dense.reshape(shape)
+    return tensors
+
+
+def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """model.safetensors' bytes for `tensors` (mostly-zero ones encoded, see `encode_sparse`)."""
+    encoded, sparse = encode_sparse(tensors)
+    meta = {**(metadata or {}), **(sparse or {})}
+    return save(encoded, metadata=meta or None)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The dense tensors of a model.safetensors file (sparse ones decoded)."""
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return decode_sparse(tensors, metadata)
+
+
 def save_model_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    save_file(model_tensors(model), str(path), metadata=metadata)
+    Path(path).write_bytes(weights_bytes(model_tensors(model), metadata))
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:
@@ -125,7 +181,7 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     path = Path(path)
     refuse_pickle(path)
     try:
-        tensors = load_file(str(path))
+        tensors = read_weights(path)
     except Exception as e:  # safetensors raises its own error types for a bad header
         raise RunDirError(f"{path}: not a valid safetensors file ({e})") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
@@ -263,7 +319,7 @@ def write_checkpoint(folder: Path, snap: Snapshot, previous: Path | None = None)
     folder = Path(folder)
     tmp = _temp_folder(folder)
     try:
-        digests = {"model.safetensors": _write(tmp / "model.safetensors", save(snap.weights)),
+        digests = {"model.safetensors": _write(tmp / "model.safetensors", weights_bytes(snap.weights)),
                    "state.safetensors": _write(tmp / "state.safetensors", save(snap.tensors)),
                    "state.json": _write(tmp / "state.json", snap.meta.encode())}
         _write(tmp / MANIFEST, json.dumps({"files": digests}).encode())
