@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 from torch import nn
 
 LINEAR_SCHEMES = ("int8_dynamic", "int8_weight_only")
