@@ -127,7 +127,7 @@ def cnn_static(root: Path, epochs: int, reps: int):
     return parent, line, rows
 
 
-def distillation(teacher, root: Path, seeds: list[int], epochs: int) -> list[str]:
+def distillation(teacher, root: Path, seeds: list[int], epochs: int, alpha: float, temperature: float) -> list[str]:
     from trainlab.compress.distill import distill_run
     from trainlab.recipe import read_yaml
 
@@ -140,14 +140,14 @@ def distillation(teacher, root: Path, seeds: list[int], epochs: int) -> list[str
         import trainlab
 
         alone.append(trainlab.train({**student, "seed": s}, progress=False).metrics["accuracy"])
-    distilled = [r.metrics["accuracy"] for r in distill_run(teacher.path, student, alpha=0.5, temperature=4.0,
+    distilled = [r.metrics["accuracy"] for r in distill_run(teacher.path, student, alpha=alpha, temperature=temperature,
                                                             seeds=seeds)]
     margins = [d - a for d, a in zip(distilled, alone)]
     mean = statistics.mean
     sd = statistics.stdev(margins) if len(margins) > 1 else 0.0
     return ["", f"| MLP 784-64-10, {epochs} epochs, seeds {seeds} | test accuracy per seed | mean |", "|---|---|---|",
             f"| labels alone | {' / '.join(f'{a:.4f}' for a in alone)} | {mean(alone):.4f} |",
-            f"| distilled from the convnet (alpha 0.5, T 4) | {' / '.join(f'{d:.4f}' for d in distilled)} "
+            f"| distilled from the convnet (alpha {alpha}, T {temperature}) | {' / '.join(f'{d:.4f}' for d in distilled)} "
             f"| {mean(distilled):.4f} |",
             f"| margin (distilled - alone) | {' / '.join(f'{m * 100:+.2f}' for m in margins)} points "
             f"| {mean(margins) * 100:+.2f} points (sd {sd * 100:.2f}) |",
@@ -172,6 +172,8 @@ def main(argv=None) -> int:
     p.add_argument("--cnn-epochs", type=int, default=6, help="epochs of the convnet (recipe: 6)")
     p.add_argument("--student-epochs", type=int, default=5, help="epochs of each MLP student")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--alpha", type=float, default=0.5, help="share of the distillation term")
+    p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--write", action="store_true", help="write benchmarks/results-compress.md's section")
     args = p.parse_args(argv)
@@ -180,13 +182,15 @@ def main(argv=None) -> int:
         root = Path(tmp)
         acc_rows, mlp_rows = mlp_dynamic(root, args.reps)
         teacher, cnn_line, cnn_rows = cnn_static(root, args.cnn_epochs, args.reps)
-        dist_rows = distillation(teacher, root, args.seeds, args.student_epochs)
+        dist_rows = distillation(teacher, root, args.seeds, args.student_epochs, args.alpha, args.temperature)
     import onnxruntime
     import torchao
 
     text = "\n".join([
         HEADING, "",
-        f"`PYTHONPATH=src python benchmarks/compress_quant.py --cnn-epochs {args.cnn_epochs} --write` on {cpu()}; "
+        f"`PYTHONPATH=src python benchmarks/compress_quant.py --cnn-epochs {args.cnn_epochs} "
+        f"--student-epochs {args.student_epochs} --alpha {args.alpha} --temperature {args.temperature} --write` "
+        f"on {cpu()} (load average {os.getloadavg()[0]:.1f} at the end: a shared machine); "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), torchao {torchao.__version__}, "
         f"onnxruntime {onnxruntime.__version__}; {time.perf_counter() - start:.0f} s in all. "
         "Accuracy: the full Fashion-MNIST test split (10000 images).", "",
