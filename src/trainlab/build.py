@@ -20,6 +20,7 @@ from .errors import RecipeError
 from .losses import build_loss, model_outputs
 from .metrics import check_metric_names
 from .models import build_model
+from .models.quantized import LINEAR_SCHEMES, quantize_linear
 from .optim import SCHEDULES, build_optimizer, build_schedule, needs_closure
 from .perf import default_threads
 from .recipe import Recipe
@@ -60,6 +61,9 @@ def build_model_for(recipe: Recipe, info: DataInfo, device: torch.device) -> tup
     info.output_dim = model_outputs(recipe.loss, info)
     seed_everything(recipe.seed)  # model init does not depend on how much data loading drew
     model = build_model(recipe.model, info).to(device)
+    compress = recipe.compress or {}
+    if compress.get("method") == "quantize" and compress.get("scheme") in LINEAR_SCHEMES:
+        quantize_linear(model, compress["scheme"])  # a quantized child run: its int8 weights load into this
     channels_last = uses_channels_last(recipe, info, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

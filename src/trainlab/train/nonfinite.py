@@ -118,8 +118,10 @@ class NonFiniteGuard:
 
 
 def weights_finite(model: torch.nn.Module) -> bool:
-    """Every parameter and buffer is finite (one sync; called only before writing a checkpoint)."""
-    flags = [torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    """Every parameter and buffer is finite (one sync; called only before writing a checkpoint).
+    Tensor subclasses (torchao's int8 weights, integers by construction) are not checked."""
+    flags = [torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers())
+             if t.is_floating_point() and type(t) in (torch.Tensor, torch.nn.Parameter)]
     return bool(torch.stack(flags).all()) if flags else True
 
 
