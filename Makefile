@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq "$(TORCH)"
-	$(PY) -m pip install -qq -e ".[test,export,serve]"
+	$(PY) -m pip install -qq -e ".[test,export,serve,compress]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -263,7 +263,7 @@ def linear_run(runs):
 
 
 @pytest.mark.parametrize("case", ["sparsity_high", "sparsity_zero", "structured_linear", "no_checkpoint",
-                                  "quantize", "amount_one"])
+                                  "quantize", "quantize_static_mlp", "distill", "amount_one"])
 def test_bad_input_exits_2_one_line_no_child(case, runs, linear_run, tmp_path, capsys):
     run, extra = str(runs["mlp"]), []
     if case == "sparsity_high":
@@ -279,12 +279,31 @@ def test_bad_input_exits_2_one_line_no_child(case, runs, linear_run, tmp_path, c
         shutil.copytree(runs["mlp"], bare)
         shutil.rmtree(bare / "checkpoints")
         run, extra, word = str(bare), ["--sparsity", "0.5"], "checkpoint"
+    elif case == "quantize":
+        extra, word = [], "--scheme: give one of int8_dynamic"
+    elif case == "quantize_static_mlp":
+        extra, word = ["--scheme", "int8_static"], "int8_dynamic"  # no conv layers: the refusal suggests it
     else:
-        extra, word = [], "not available yet"
-    method = "quantize" if case == "quantize" else "prune"
+        extra, word = [], "--student: give the student's recipe"
+    method = case.split("_")[0] if case.startswith(("quantize", "distill")) else "prune"
     before = _children(runs["root"]), _children(tmp_path)
     capsys.readouterr()
     assert main(["compress", run, "--method", method, *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and word in err, err
     assert (_children(runs["root"]), _children(tmp_path)) == before
+
+
+def test_the_command_wires_quantize_and_its_child_evaluates(runs, tmp_path, capsys):
+    """`trainlab compress RUN --method quantize --scheme int8_dynamic --out DIR` makes the child run that
+    `evaluate` reads back: its recipe's compress section names the parent and the scheme."""
+    import yaml
+
+    out = tmp_path / "int8"
+    assert main(["compress", str(runs["mlp"]), "--method", "quantize", "--scheme", "int8_dynamic",
+                 "--out", str(out)]) == 0
+    section = yaml.safe_load((out / "recipe.yaml").read_text())["compress"]
+    assert section["method"] == "quantize" and section["scheme"] == "int8_dynamic"
+    assert Path(section["parent"]) == Path(runs["mlp"])
+    assert main(["evaluate", str(out)]) == 0
+    assert json.loads((out / "eval" / "test.json").read_text())["samples"] > 0

@@ -28,12 +28,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="remove whole units (mlp) / channels (convnet) physically")
     g.add_argument("--amount", type=float, help="structured: share of units/channels per layer to remove, in (0, 1)")
     g.add_argument("--norm", default="l1", choices=["l1", "l2"], help="structured: rank units by this norm")
+    g = p.add_argument_group("quantize")
+    g.add_argument("--scheme", choices=["int8_dynamic", "int8_weight_only", "int8_static"],
+                   help="int8_dynamic / int8_weight_only: torchao on Linear layers; int8_static: conv nets, an "
+                        "int8 ONNX file through ONNX Runtime (export/best.int8.onnx in the child)")
+    g.add_argument("--calibration", type=int, default=256, help="int8_static: training samples to calibrate on")
+    g = p.add_argument_group("distill (RUN_DIR is the teacher)")
+    g.add_argument("--student", metavar="RECIPE", help="the student's recipe (same data as the teacher)")
+    g.add_argument("--alpha", type=float, default=0.5, help="weight of the KL term to the teacher (0..1)")
+    g.add_argument("--temperature", type=float, default=4.0, help="softening temperature of both outputs")
     p.add_argument("--compare", action="store_true", help="print and write the comparison table and plot")
     p.add_argument("--latency-runs", type=int, default=50,
                    help="timed forward passes per batch size in the comparison (median); 0 = no latency")
 
 
 def _options(args: argparse.Namespace) -> dict:
+    if args.method == "quantize":
+        return {"scheme": args.scheme, "calibration": args.calibration}
+    if args.method == "distill":
+        return {"student": args.student, "alpha": args.alpha, "temperature": args.temperature}
     if args.structured:
         opts = {"structured": True, "amount": args.amount, "norm": args.norm}
     else:

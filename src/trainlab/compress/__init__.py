@@ -8,6 +8,8 @@ any run, and a side-by-side comparison of the parent and its children.
 # elsewhere joins with one line here.
 METHODS: dict[str, str] = {
     "prune": "trainlab.compress.prune:prune_run",
+    "quantize": "trainlab.compress.quantize:method",
+    "distill": "trainlab.compress.distill:method",
 }
 ALL_METHODS = ("prune", "quantize", "distill")
 

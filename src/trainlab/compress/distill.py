@@ -158,3 +158,12 @@ def distill_run(teacher_run_dir: str | Path, student_recipe: str | Path | dict, 
     check_student(teacher, recipe, alpha, temperature)
     logits, _ = teacher_logits(teacher, recipe)
     return train(raw, run_dir=out, progress=progress, callbacks=[_Distill(logits, alpha, temperature)])
+
+
+def method(parent, options: dict, run_dir=None, progress: bool = True) -> Run:
+    """`trainlab compress TEACHER --method distill --student RECIPE [--alpha A] [--temperature T]`
+    (compress.METHODS): the student trained under its own recipe, distilled from the teacher run."""
+    if not options.get("student"):
+        raise RecipeError("--student: give the student's recipe (a YAML file) for --method distill")
+    return distill_run(parent.path, options["student"], float(options.get("alpha", 0.5)),
+                       float(options.get("temperature", 4.0)), run_dir, None, parent.checkpoint, progress)

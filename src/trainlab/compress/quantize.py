@@ -137,3 +137,11 @@ def onnx_argmax(path: Path, name: str, x: torch.Tensor, batch: int = 1024):
     sess = onnx_session(path)
     return np.concatenate([sess.run(None, {name: x[i:i + batch].numpy()})[0].argmax(1)
                            for i in range(0, len(x), batch)])
+
+
+def method(parent, options: dict, run_dir=None, progress: bool = True) -> Run:
+    """`trainlab compress RUN --method quantize --scheme S [--calibration N]` (compress.METHODS)."""
+    if not options.get("scheme"):
+        raise RecipeError(f"--scheme: give one of {', '.join(SCHEMES)} for --method quantize")
+    return quantize_run(parent.path, options["scheme"], parent.checkpoint, run_dir,
+                        int(options.get("calibration") or 256))
