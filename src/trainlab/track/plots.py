@@ -87,7 +87,9 @@ def lr_figure(records: list[dict[str, Any]], scheduled: list[tuple[int, float]] 
         ax.axvline(r["step"], color="grey", lw=0.6, ls="--", alpha=0.5)
     ax.set_xlabel("optimizer step"), ax.set_ylabel("learning rate"), ax.set_title("learning rate")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if scheduled or pts:  # a run recorded without training (trainlab compress) logged no learning rate
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
