@@ -64,6 +64,13 @@ def build_model_for(recipe: Recipe, info: DataInfo, device: torch.device) -> tup
     compress = recipe.compress or {}
     if compress.get("method") == "quantize" and compress.get("scheme") in LINEAR_SCHEMES:
         quantize_linear(model, compress["scheme"])  # a quantized child run: its int8 weights load into this
+    return place_model(recipe, info, model, device)
+
+
+def place_model(recipe: Recipe, info: DataInfo, model: torch.nn.Module,
+                device: torch.device) -> tuple[torch.nn.Module, bool]:
+    """`model` on `device`, channels_last where the recipe and the model call for it."""
+    model = model.to(device)
     channels_last = uses_channels_last(recipe, info, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -103,10 +110,7 @@ def build_parts(recipe: Recipe, bundle: DataBundle | None = None,
         model, channels_last = build_model_for(recipe, info, device)
     else:
         info.output_dim = model_outputs(recipe.loss, info)
-        model = model.to(device)
-        channels_last = uses_channels_last(recipe, info, model)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, channels_last = place_model(recipe, info, model, device)
     loss_fn = build_loss(recipe.loss, info)
     optimizer = build_optimizer(recipe.optim, model)
     loader = build_loader(bundle.train, recipe.data, recipe.seed, device)  # fast path or streaming
